@@ -15,7 +15,7 @@
 #define XS_XSK_SLOTS        16384   /* XS_MAX_STACKS * XS_MAX_QUEUES; slot = stack * XS_MAX_QUEUES + queue */
 #define XS_MAX_LOCAL_ADDRS  1024
 #define XS_NAME_LEN         32
-#define XS_PORT_FILTER_LEN  131072  /* 2 protocols x 65536 ports, see xs_port_filter_index() in demux */
+#define XS_PORT_FILTER_LEN  131072  /* port_filter[(proto == UDP) * 65536 + port] = claims on that proto/port */
 #define XS_IPV6_EXT_MAX     6       /* IPv6 extension headers walked before giving up (XDP_PASS) */
 
 #define XS_FAMILY_V4        4
