@@ -1,0 +1,93 @@
+/* env.h: how a stack is described, and the XDPSTACK_* environment that carries the description
+ * from the privileged launcher to the unprivileged application.
+ *
+ * The launcher creates the UMEM (a memfd) and one bound AF_XDP socket per RX queue
+ * (us_xsk_create in xsk.h fills a struct us_desc), adds the claimed tuples, addresses, MAC,
+ * MTU and the control-channel fd, and exports it with us_desc_format_env. The application
+ * inherits the fds and calls us_desc_from_env + us_stack_open (or us_stack_open_env).
+ *
+ * Every variable is flat text that sscanf parses; fields are separated by single spaces.
+ *
+ *   XDPSTACK_VERSION   "1"
+ *   XDPSTACK_NAME      stack name, at most 31 characters, no spaces
+ *   XDPSTACK_STACK_ID  "%u"   stack id in the demux maps (slot = id * XS_MAX_QUEUES + queue)
+ *   XDPSTACK_IFNAME    device the sockets are bound on (the port's inner end, or the NIC itself)
+ *   XDPSTACK_IFINDEX   "%u"   ifindex of XDPSTACK_IFNAME
+ *   XDPSTACK_MAC       "%hhx:%hhx:%hhx:%hhx:%hhx:%hhx"  source MAC of every frame sent (the NIC's)
+ *   XDPSTACK_MTU       "%u"   IP MTU of the NIC: the largest IP packet the stack sends
+ *   XDPSTACK_ADDRS     "%u"   number of local addresses, then for i in 0..n-1:
+ *   XDPSTACK_ADDR<i>   "%u %s"            family (4 or 6), address text ("198.18.0.1", "2001:db8::1")
+ *   XDPSTACK_TUPLES    "%u"   number of claimed 3-tuples, then for i in 0..n-1:
+ *   XDPSTACK_TUPLE<i>  "%s %u %s %u"      proto ("udp"/"tcp"), family, address ("0.0.0.0"/"::" =
+ *                                         every local address of that family), port
+ *   XDPSTACK_UMEM      "%d %llu %u %u %u" memfd, size in bytes, frame size, headroom, flags
+ *                                         (flags bit 0: sockets bound with XDP_USE_NEED_WAKEUP)
+ *   XDPSTACK_QUEUES    "%u"   number of sockets, then for i in 0..n-1:
+ *   XDPSTACK_Q<i>      "%u %d %u %u %u %u %u %u"  queue id, socket fd, rx ring size, tx ring size,
+ *                                         fill ring size, completion ring size, first frame,
+ *                                         frame count (frames [first, first+count) of the UMEM
+ *                                         belong to this queue; the rings are empty at hand-over:
+ *                                         the application fills the fill ring)
+ *   XDPSTACK_CTL_FD    "%d"   SOCK_SEQPACKET control channel (ctl.h), -1 if none
+ *   XDPSTACK_BUSY_POLL "%u"   optional, 1 = spin on the rings instead of sleeping in epoll
+ *
+ * The fds are inherited without FD_CLOEXEC; the stack takes ownership of them when it opens from
+ * the environment and closes them with the stack. */
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+#include "addr.h"
+
+#define US_ENV_VERSION   1
+#define US_MAX_ADDRS     16
+#define US_MAX_TUPLES    256
+#define US_MAX_QUEUES    64
+#define US_NAME_LEN      32
+#define US_IFNAME_LEN    16
+
+#define US_UMEM_NEED_WAKEUP 1
+
+struct us_tuple {
+	uint8_t proto;              /* 6 TCP, 17 UDP */
+	uint8_t pad;
+	uint16_t port;              /* host order */
+	struct us_addr addr;        /* family set; all-zero a[] = wildcard of that family */
+};
+
+struct us_queue_desc {
+	uint32_t queue_id;
+	int32_t fd;
+	uint32_t rx_size, tx_size, fill_size, comp_size;
+	uint32_t frame_first, frame_count;
+};
+
+struct us_desc {
+	char name[US_NAME_LEN];
+	uint32_t stack_id;
+	char ifname[US_IFNAME_LEN];
+	uint32_t ifindex;
+	uint8_t mac[6];
+	uint16_t pad;
+	uint32_t mtu;
+	uint32_t naddrs;
+	struct us_addr addrs[US_MAX_ADDRS];
+	uint32_t ntuples;
+	struct us_tuple tuples[US_MAX_TUPLES];
+	int32_t umem_fd;
+	uint32_t frame_size, headroom, umem_flags;
+	uint64_t umem_size;
+	uint32_t nqueues;
+	struct us_queue_desc queues[US_MAX_QUEUES];
+	int32_t ctl_fd;
+	uint32_t busy_poll;
+	uint32_t owns_fds;          /* 1: us_stack_close closes umem, socket and ctl fds */
+};
+
+/* Parse the XDPSTACK_* environment into d (owns_fds = 1). 0 or -errno (-ENOENT: not launched). */
+int us_desc_from_env(struct us_desc *d);
+/* Write d as "KEY=VALUE\n" lines into buf. Returns the length needed (excluding the NUL),
+ * like snprintf; the output is complete only when that is < len. */
+int us_desc_format_env(const struct us_desc *d, char *buf, size_t len);
+/* Helpers shared with the Python side: address text <-> struct us_addr. 0 or -EINVAL. */
+int us_addr_parse(struct us_addr *a, const char *text);
+int us_addr_format(const struct us_addr *a, char *buf, size_t len);
