@@ -1,0 +1,16 @@
+"""userstack: the user side of xdpstack's packet path.
+
+Each application gets its own user-level protocol stack, fed by AF_XDP sockets that the XDP demux
+fills with the packets of the 3-tuples the stack owns. The fast path is C (userstack/csrc, built
+with cffi); this package is its Python face:
+
+    Stack.from_env()            the stack `xdpstack run` prepared for this process
+    Stack.create(ifname, ...)   a stack in this (privileged) process: tests, benchmarks
+    stack.socket(AF_INET, SOCK_DGRAM) -> UdpSocket (bind/sendto/recvfrom/settimeout/fileno)
+    userstack.aio.create_datagram_endpoint(stack, factory, local_addr=...)
+    userstack.xsk.create(...)   AF_XDP sockets + UMEM for a launcher
+    userstack.ctl               codec of the stack <-> launcher control channel
+"""
+from userstack.stack import Stack, UdpSocket
+
+__all__ = ["Stack", "UdpSocket"]

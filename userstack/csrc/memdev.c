@@ -1,0 +1,193 @@
+/* memdev.c: an in-memory netdev (see testing.h). Buffers come from one pool; a frame is in
+ * exactly one place: free, an RX queue, handed out, the TX queue or the sent queue. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include "stack.h"
+#include "testing.h"
+
+struct fifo { uint32_t *v; uint32_t head, tail, cap; };
+
+struct memdev {
+	struct us_netdev dev;
+	uint8_t *pool;
+	uint32_t nframes;
+	struct fifo free, sent;
+	struct fifo rx[4];
+	uint32_t *len;
+};
+
+static int fifo_init(struct fifo *f, uint32_t cap)
+{
+	f->v = calloc(cap, sizeof(uint32_t));
+	f->cap = cap;
+	f->head = f->tail = 0;
+	return f->v ? 0 : -ENOMEM;
+}
+static int fifo_put(struct fifo *f, uint32_t x)
+{
+	if (f->tail - f->head == f->cap)
+		return -ENOBUFS;
+	f->v[f->tail++ % f->cap] = x;
+	return 0;
+}
+static int fifo_get(struct fifo *f, uint32_t *x)
+{
+	if (f->tail == f->head)
+		return -EAGAIN;
+	*x = f->v[f->head++ % f->cap];
+	return 0;
+}
+
+static int md_rx_burst(struct us_netdev *d, int q, struct us_frame *f, int max)
+{
+	struct memdev *m = (struct memdev *)d;
+	int n = 0;
+	uint32_t i;
+	while (n < max && !fifo_get(&m->rx[q], &i)) {
+		f[n].addr = i;
+		f[n].data = m->pool + (size_t)i * d->frame_room;
+		f[n].len = m->len[i];
+		f[n].queue = q;
+		n++;
+	}
+	return n;
+}
+
+static void md_rx_release(struct us_netdev *d, int q, const struct us_frame *f, int n)
+{
+	struct memdev *m = (struct memdev *)d;
+	(void)q;
+	for (int i = 0; i < n; i++)
+		fifo_put(&m->free, (uint32_t)f[i].addr);
+}
+
+static int md_tx_alloc(struct us_netdev *d, int q, struct us_frame *f)
+{
+	struct memdev *m = (struct memdev *)d;
+	uint32_t i;
+	if (fifo_get(&m->free, &i))
+		return -ENOBUFS;
+	f->addr = i;
+	f->data = m->pool + (size_t)i * d->frame_room;
+	f->len = 0;
+	f->queue = q;
+	return 0;
+}
+
+static void md_tx_submit(struct us_netdev *d, struct us_frame *f)
+{
+	struct memdev *m = (struct memdev *)d;
+	m->len[f->addr] = f->len;
+	fifo_put(&m->sent, (uint32_t)f->addr);
+}
+
+static void md_tx_free(struct us_netdev *d, struct us_frame *f)
+{
+	fifo_put(&((struct memdev *)d)->free, (uint32_t)f->addr);
+}
+
+static int md_flush(struct us_netdev *d) { (void)d; return 0; }
+static void md_pre_sleep(struct us_netdev *d) { (void)d; }
+
+static void md_destroy(struct us_netdev *d)
+{
+	struct memdev *m = (struct memdev *)d;
+	free(m->pool);
+	free(m->len);
+	free(m->free.v);
+	free(m->sent.v);
+	for (int q = 0; q < 4; q++)
+		free(m->rx[q].v);
+	free(m);
+}
+
+static const struct us_netdev_ops md_ops = {
+	.rx_burst = md_rx_burst, .rx_release = md_rx_release, .tx_alloc = md_tx_alloc,
+	.tx_submit = md_tx_submit, .tx_free = md_tx_free, .flush = md_flush,
+	.pre_sleep = md_pre_sleep, .destroy = md_destroy,
+};
+
+struct us_netdev *us_memdev_create(int nqueues, uint32_t nframes, uint32_t frame_room)
+{
+	if (nqueues < 1 || nqueues > 4 || nframes < 1)
+		return NULL;
+	struct memdev *m = calloc(1, sizeof(*m));
+	if (!m)
+		return NULL;
+	m->dev.ops = &md_ops;
+	m->dev.nqueues = nqueues;
+	m->dev.frame_room = frame_room;
+	m->nframes = nframes;
+	m->pool = calloc(nframes, frame_room);
+	m->len = calloc(nframes, sizeof(uint32_t));
+	int r = !m->pool || !m->len || fifo_init(&m->free, nframes) || fifo_init(&m->sent, nframes);
+	for (int q = 0; q < 4; q++)
+		r |= fifo_init(&m->rx[q], nframes);
+	if (r) {
+		md_destroy(&m->dev);
+		return NULL;
+	}
+	for (uint32_t i = 0; i < nframes; i++)
+		fifo_put(&m->free, i);
+	return &m->dev;
+}
+
+struct us_stack *us_test_stack_open(const struct us_desc *d, uint32_t nframes, int *err)
+{
+	uint32_t room = d->frame_size ? d->frame_size : 2048;
+	struct us_netdev *dev = us_memdev_create(d->nqueues ? (int)d->nqueues : 1, nframes, room);
+	if (!dev) {
+		*err = -EINVAL;
+		return NULL;
+	}
+	struct us_stack *st = us_stack_open_dev(d, dev, err);
+	if (!st)
+		dev->ops->destroy(dev);
+	return st;
+}
+
+int us_test_inject(struct us_stack *st, int q, const void *frame, uint32_t len)
+{
+	struct memdev *m = (struct memdev *)st->dev;
+	uint32_t i;
+	if (q < 0 || q >= m->dev.nqueues)
+		return -EINVAL;
+	if (len > m->dev.frame_room)
+		return -EMSGSIZE;
+	pthread_mutex_lock(&st->lock);
+	int r = fifo_get(&m->free, &i);
+	if (!r) {
+		memcpy(m->pool + (size_t)i * m->dev.frame_room, frame, len);
+		m->len[i] = len;
+		fifo_put(&m->rx[q], i);
+	} else {
+		r = -ENOBUFS;
+	}
+	pthread_mutex_unlock(&st->lock);
+	return r;
+}
+
+int us_test_capture(struct us_stack *st, void *buf, uint32_t len)
+{
+	struct memdev *m = (struct memdev *)st->dev;
+	uint32_t i;
+	pthread_mutex_lock(&st->lock);
+	int r = fifo_get(&m->sent, &i);
+	if (!r) {
+		r = (int)m->len[i];
+		memcpy(buf, m->pool + (size_t)i * m->dev.frame_room, m->len[i] < len ? m->len[i] : len);
+		fifo_put(&m->free, i);
+	}
+	pthread_mutex_unlock(&st->lock);
+	return r;
+}
+
+int us_test_free_frames(struct us_stack *st)
+{
+	struct memdev *m = (struct memdev *)st->dev;
+	pthread_mutex_lock(&st->lock);
+	int n = (int)(m->free.tail - m->free.head);
+	pthread_mutex_unlock(&st->lock);
+	return n;
+}

@@ -1,0 +1,423 @@
+/* stack.c: the stack object, its lock, the poll loop and socket readiness (see stack.h). */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include "stack.h"
+#include "xsk.h"
+
+enum { EP_WAKE = 1000, EP_TIMER, EP_CTL };
+
+uint64_t us_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + ts.tv_nsec;
+}
+
+static int ep_add(int epfd, int fd, uint32_t tag)
+{
+	struct epoll_event e = { .events = EPOLLIN, .data.u32 = tag };
+	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &e) < 0 ? -errno : 0;
+}
+
+struct us_stack *us_stack_open_dev(const struct us_desc *d, struct us_netdev *dev, int *err)
+{
+	int r;
+	struct us_stack *st = calloc(1, sizeof(*st));
+	if (!st) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	st->desc = *d;
+	st->dev = dev;
+	st->epfd = st->wakefd = st->timerfd = -1;
+	st->ctlfd = d->ctl_fd;
+	pthread_mutex_init(&st->lock, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&st->cond, &ca);
+	pthread_condattr_destroy(&ca);
+	st->udp_port = calloc(65536, sizeof(*st->udp_port));
+	st->epfd = epoll_create1(EPOLL_CLOEXEC);
+	st->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	st->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (!st->udp_port) {
+		r = -ENOMEM;
+		goto fail;
+	}
+	if (st->epfd < 0 || st->wakefd < 0 || st->timerfd < 0) {
+		r = -errno;
+		goto fail;
+	}
+	for (int i = 0; i < dev->nfds; i++)
+		if ((r = ep_add(st->epfd, dev->fds[i], i)))
+			goto fail;
+	if ((r = ep_add(st->epfd, st->wakefd, EP_WAKE)) || (r = ep_add(st->epfd, st->timerfd, EP_TIMER)))
+		goto fail;
+	if (st->ctlfd >= 0) {
+		fcntl(st->ctlfd, F_SETFL, fcntl(st->ctlfd, F_GETFL) | O_NONBLOCK);
+		if ((r = ep_add(st->epfd, st->ctlfd, EP_CTL)))
+			goto fail;
+	}
+	st->now = us_now_ns();
+	st->ip_id = (uint16_t)(st->now ^ getpid());
+	*err = 0;
+	return st;
+fail:
+	/* the device stays the caller's on failure */
+	if (st->epfd >= 0) close(st->epfd);
+	if (st->wakefd >= 0) close(st->wakefd);
+	if (st->timerfd >= 0) close(st->timerfd);
+	free(st->udp_port);
+	free(st);
+	*err = r;
+	return NULL;
+}
+
+struct us_stack *us_stack_open(const struct us_desc *d, int *err)
+{
+	struct us_netdev *dev = us_xdev_open(d, err);
+	if (!dev)
+		return NULL;
+	struct us_stack *st = us_stack_open_dev(d, dev, err);
+	if (!st) {
+		dev->ops->destroy(dev);
+		return NULL;
+	}
+	st->is_xdev = 1;
+	return st;
+}
+
+struct us_stack *us_stack_open_env(int *err)
+{
+	struct us_desc *d = calloc(1, sizeof(*d));
+	if (!d) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	int r = us_desc_from_env(d);
+	struct us_stack *st = NULL;
+	if (r)
+		*err = r;
+	else
+		st = us_stack_open(d, err);
+	free(d);
+	return st;
+}
+
+void us_stack_close(struct us_stack *st)
+{
+	if (!st)
+		return;
+	us_driver_stop(st);
+	pthread_mutex_lock(&st->lock);
+	while (st->all) {
+		struct us_sock *s = st->all;
+		if (s->type == US_SOCK_UDP)
+			us_udp_close_locked(s);
+		else
+			break;             /* TCP sockets: closed by the TCP integration's hook */
+	}
+	us_neigh_flush_all(st);
+	us_stack_flush_locked(st);
+	pthread_mutex_unlock(&st->lock);
+	st->dev->ops->destroy(st->dev);
+	close(st->epfd);
+	close(st->wakefd);
+	close(st->timerfd);
+	if (st->desc.owns_fds) {
+		for (uint32_t i = 0; i < st->desc.nqueues; i++)
+			close(st->desc.queues[i].fd);
+		close(st->desc.umem_fd);
+		if (st->ctlfd >= 0)
+			close(st->ctlfd);
+	}
+	free(st->udp_port);
+	pthread_mutex_destroy(&st->lock);
+	pthread_cond_destroy(&st->cond);
+	free(st);
+}
+
+/* ---- readiness ---- */
+static uint32_t sock_events(struct us_sock *s)
+{
+	uint32_t e = 0;
+	if (s->type == US_SOCK_UDP && !us_rxq_empty(&s->q))
+		e |= US_EV_IN;
+	if (s->error)
+		e |= US_EV_ERR;
+	if (s->type == US_SOCK_UDP)
+		e |= US_EV_OUT;
+	return e;
+}
+
+void us_sock_mark_ready(struct us_sock *s)
+{
+	struct us_stack *st = s->st;
+	if (!s->in_ready) {
+		s->in_ready = 1;
+		s->ready_next = st->ready;
+		st->ready = s;
+	}
+	if (s->efd >= 0 && !s->efd_set) {
+		uint64_t one = 1;
+		if (write(s->efd, &one, sizeof(one)) == sizeof(one))
+			s->efd_set = 1;
+	}
+	if (st->waiters)
+		pthread_cond_broadcast(&st->cond);
+}
+
+static int collect(struct us_stack *st, struct us_event *ev, int max)
+{
+	int n = 0;
+	struct us_sock **pp = &st->ready;
+	while (*pp && n < max) {
+		struct us_sock *s = *pp;
+		uint32_t e = sock_events(s) & s->evmask;
+		if (!(e & ~US_EV_OUT) && !(s->evmask & US_EV_OUT)) {
+			*pp = s->ready_next;       /* nothing pending: off the list until the next event */
+			s->in_ready = 0;
+			continue;
+		}
+		if (e) {
+			ev[n].sock = s;
+			ev[n].user = s->user;
+			ev[n].events = e;
+			ev[n].pad = 0;
+			n++;
+		}
+		pp = &s->ready_next;
+	}
+	return n;
+}
+
+/* ---- the poll loop ---- */
+int us_stack_flush_locked(struct us_stack *st)
+{
+	int left = st->dev->ops->flush(st->dev);
+	if (st->is_xdev)
+		us_xdev_kicks(st->dev, &st->stats.tx_kicks, &st->stats.tx_kick_again);
+	return left;
+}
+
+int us_poll_locked(struct us_stack *st)
+{
+	struct us_frame f[US_RX_BATCH];
+	struct us_netdev *dev = st->dev;
+	int total = 0;
+	st->now = us_now_ns();
+	st->stats.polls++;
+	if (st->ctlfd >= 0 && !(st->stats.polls & 63))
+		us_ctl_input(st);
+	for (int q = 0; q < dev->nqueues; q++) {
+		for (int b = 0; b < US_RX_BUDGET; b++) {
+			int n = dev->ops->rx_burst(dev, q, f, US_RX_BATCH);
+			if (n <= 0)
+				break;
+			for (int i = 0; i < n; i++) {
+				if (i + 1 < n)
+					__builtin_prefetch(f[i + 1].data);
+				us_ip_input(st, &f[i]);
+			}
+			dev->ops->rx_release(dev, q, f, n);
+			total += n;
+			if (n < US_RX_BATCH)
+				break;
+		}
+	}
+	if (st->neigh_pending)
+		us_neigh_timers(st);
+	us_stack_flush_locked(st);
+	return total;
+}
+
+/* Sleep in epoll for up to timeout_ms with the lock released. */
+int us_sleep_locked(struct us_stack *st, int timeout_ms)
+{
+	struct epoll_event evs[16];
+	if (st->neigh_pending && (timeout_ms < 0 || timeout_ms > 100))
+		timeout_ms = 100;          /* held frames time out */
+	if (st->desc.busy_poll) {
+		pthread_mutex_unlock(&st->lock);
+		for (int i = 0; i < 64; i++)
+			__builtin_ia32_pause();
+		pthread_mutex_lock(&st->lock);
+		if (st->ctlfd >= 0)
+			us_ctl_input(st);
+		return 0;
+	}
+	st->dev->ops->pre_sleep(st->dev);
+	st->stats.wakeups++;
+	pthread_mutex_unlock(&st->lock);
+	int n = epoll_wait(st->epfd, evs, 16, timeout_ms);
+	int e = errno;
+	pthread_mutex_lock(&st->lock);
+	if (n < 0)
+		return -e;
+	uint64_t v;
+	for (int i = 0; i < n; i++) {
+		if (evs[i].data.u32 == EP_WAKE) {
+			if (read(st->wakefd, &v, sizeof(v)) < 0) { /* already drained */ }
+		} else if (evs[i].data.u32 == EP_TIMER) {
+			if (read(st->timerfd, &v, sizeof(v)) < 0) { /* already drained */ }
+		} else if (evs[i].data.u32 == EP_CTL) {
+			us_ctl_input(st);
+		}
+	}
+	return n;
+}
+
+static int remaining_ms(uint64_t deadline)
+{
+	uint64_t now = us_now_ns();
+	if (now >= deadline)
+		return 0;
+	uint64_t ms = (deadline - now + 999999) / 1000000;
+	return ms > 1000000 ? 1000000 : (int)ms;
+}
+
+int us_wait(struct us_stack *st, struct us_event *ev, int max, int timeout_ms)
+{
+	uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : us_now_ns() + (uint64_t)timeout_ms * 1000000;
+	int n;
+	pthread_mutex_lock(&st->lock);
+	for (;;) {
+		us_poll_locked(st);
+		n = collect(st, ev, max);
+		if (n > 0 || timeout_ms == 0)
+			break;
+		int left = timeout_ms < 0 ? -1 : remaining_ms(deadline);
+		if (left == 0)
+			break;
+		int r = us_sleep_locked(st, left);
+		if (r == -EINTR) {
+			n = -EINTR;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&st->lock);
+	return n;
+}
+
+int us_poll(struct us_stack *st, int timeout_ms)
+{
+	pthread_mutex_lock(&st->lock);
+	int n = us_poll_locked(st);
+	if (n == 0 && timeout_ms != 0) {
+		int r = us_sleep_locked(st, timeout_ms);
+		n = us_poll_locked(st);
+		if (n == 0 && r == -EINTR)
+			n = -EINTR;
+	}
+	pthread_mutex_unlock(&st->lock);
+	return n;
+}
+
+int us_flush(struct us_stack *st)
+{
+	pthread_mutex_lock(&st->lock);
+	int r = us_stack_flush_locked(st);
+	pthread_mutex_unlock(&st->lock);
+	return r;
+}
+
+void us_wake(struct us_stack *st)
+{
+	uint64_t one = 1;
+	if (write(st->wakefd, &one, sizeof(one)) < 0) { /* counter saturated: already awake */ }
+}
+
+int us_stack_fd(struct us_stack *st)
+{
+	return st->epfd;
+}
+
+void us_stack_arm_timer(struct us_stack *st, uint64_t deadline_ns)
+{
+	struct itimerspec its = { 0 };
+	its.it_value.tv_sec = deadline_ns / 1000000000ull;
+	its.it_value.tv_nsec = deadline_ns % 1000000000ull;
+	timerfd_settime(st->timerfd, TFD_TIMER_ABSTIME, &its, NULL);
+}
+
+static void *driver_main(void *arg)
+{
+	struct us_stack *st = arg;
+	while (!st->driver_stop)
+		us_poll(st, 500);
+	return NULL;
+}
+
+int us_driver_start(struct us_stack *st)
+{
+	pthread_mutex_lock(&st->lock);
+	int r = 0;
+	if (!st->driver_running) {
+		st->driver_stop = 0;
+		r = -pthread_create(&st->driver, NULL, driver_main, st);
+		if (!r)
+			st->driver_running = 1;
+	}
+	pthread_mutex_unlock(&st->lock);
+	return r;
+}
+
+void us_driver_stop(struct us_stack *st)
+{
+	pthread_mutex_lock(&st->lock);
+	int running = st->driver_running;
+	st->driver_stop = 1;
+	pthread_mutex_unlock(&st->lock);
+	if (!running)
+		return;
+	us_wake(st);
+	pthread_join(st->driver, NULL);
+	pthread_mutex_lock(&st->lock);
+	st->driver_running = 0;
+	pthread_cond_broadcast(&st->cond);
+	pthread_mutex_unlock(&st->lock);
+}
+
+/* ---- information ---- */
+void us_stack_stats(struct us_stack *st, struct us_stats *out)
+{
+	pthread_mutex_lock(&st->lock);
+	*out = st->stats;
+	pthread_mutex_unlock(&st->lock);
+}
+
+int us_stack_xdp_stats(struct us_stack *st, int q, struct us_xdp_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!st->is_xdev)
+		return -EOPNOTSUPP;
+	pthread_mutex_lock(&st->lock);
+	int r = us_xdev_stats(st->dev, q, out);
+	pthread_mutex_unlock(&st->lock);
+	return r;
+}
+
+const struct us_desc *us_stack_desc(struct us_stack *st)
+{
+	return &st->desc;
+}
+
+int us_neigh_set(struct us_stack *st, const struct us_addr *dst, const uint8_t *mac)
+{
+	if (dst->family != US_AF4 && dst->family != US_AF6)
+		return -EAFNOSUPPORT;
+	pthread_mutex_lock(&st->lock);
+	us_neigh_update(st, dst, mac);
+	us_stack_flush_locked(st);
+	pthread_mutex_unlock(&st->lock);
+	return 0;
+}

@@ -1,0 +1,153 @@
+/* stack.h: the stack object and the internal interfaces between its layers.
+ *
+ *   stack.c  the object, its lock, the poll loop (RX bursts, control, timers, TX flush), readiness
+ *   ip.c     input dispatch (Ethernet/IP checked, then UDP or TCP) and output (IP + Ethernet)
+ *   neigh.c  dst -> MAC cache fed by the launcher, with a bounded queue per unresolved dst
+ *   ctl.c    the control channel (ctl.h)
+ *   udp.c    UDP sockets and their receive queues
+ * Every function here expects the stack's lock held, except where it says otherwise. */
+#pragma once
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "api.h"
+#include "ctl.h"
+#include "env.h"
+#include "netdev.h"
+#include "wire.h"
+
+#define US_RX_BATCH        64
+#define US_RX_BUDGET       16      /* bursts per queue per poll before control and timers run */
+#define US_NEIGH_SLOTS     256     /* power of two */
+#define US_NEIGH_QLEN      4       /* frames held per unresolved destination (arp_queue-like) */
+#define US_NEIGH_TIMEOUT_NS   3000000000ull   /* give up on a RESOLVE after this */
+#define US_NEIGH_FAILED_NS    1000000000ull   /* then drop at once for this long */
+#define US_RXQ_DEFAULT_BYTES  (256 * 1024)
+#define US_RXQ_SLOTS       2048    /* power of two: datagrams a receive queue holds */
+
+enum us_sock_type { US_SOCK_UDP = 1, US_SOCK_TCP = 2 };
+
+/* A socket receive queue: datagram records in a ring, payloads in a byte ring. */
+struct us_rxrec {
+	struct us_endpoint remote;
+	struct us_endpoint local;
+	uint64_t off;              /* absolute position in the byte ring */
+	uint32_t len;
+	uint32_t pad;
+};
+
+struct us_rxq {
+	struct us_rxrec *rec;      /* US_RXQ_SLOTS records */
+	uint32_t head, tail;       /* records: head = next to read, tail = next to write */
+	uint8_t *bytes;
+	uint32_t cap;              /* byte ring size (allocated) */
+	uint32_t limit;            /* rcvbuf: bytes allowed in use */
+	uint64_t rd, wr;           /* absolute positions in the byte ring */
+};
+
+struct us_sock {
+	struct us_stack *st;
+	uint8_t type;              /* enum us_sock_type */
+	uint8_t family;
+	uint8_t bound;
+	uint8_t in_ready;          /* on st->ready list */
+	uint8_t ephemeral;         /* bound to a port claimed through CLAIM_EPHEMERAL */
+	uint8_t pad[3];
+	struct us_endpoint local;
+	int efd;                   /* eventfd for fileno(), -1 until asked for */
+	int efd_set;
+	int error;                 /* pending -errno */
+	uint32_t evmask;
+	void *user;
+	struct us_sock *ready_next;
+	struct us_sock *port_next; /* chain of UDP sockets on one port */
+	struct us_sock *all_next, *all_prev;
+	struct us_rxq q;
+};
+
+struct us_neigh {
+	struct us_addr dst;
+	uint8_t mac[6];
+	uint8_t state;             /* enum below */
+	uint8_t nq;
+	uint64_t deadline;         /* PENDING: give up; FAILED: retry after */
+	struct us_frame q[US_NEIGH_QLEN];
+};
+
+enum { US_N_EMPTY = 0, US_N_PENDING, US_N_OK, US_N_FAILED };
+
+struct us_stack {
+	pthread_mutex_t lock;
+	pthread_cond_t cond;       /* broadcast when a socket becomes readable or errors */
+	int waiters;
+	struct us_desc desc;
+	struct us_netdev *dev;
+	int epfd, wakefd, timerfd, ctlfd;
+	struct us_stats stats;
+	uint64_t now;              /* CLOCK_MONOTONIC ns, refreshed each poll */
+	uint16_t ip_id;
+	int tx_queue;              /* device queue index frames are sent from */
+	int is_xdev;               /* dev is the AF_XDP device (xsk.c) */
+	uint32_t neigh_pending;    /* entries in US_N_PENDING */
+	struct us_neigh neigh[US_NEIGH_SLOTS];
+	struct us_sock **udp_port; /* 65536 chains */
+	struct us_sock *all;
+	struct us_sock *ready;     /* sockets that may have events */
+	uint32_t ctl_seq;
+	/* the CLAIM_EPHEMERAL answer being waited for */
+	uint32_t claim_seq;
+	int claim_done;
+	struct us_ctl_claimed claim_reply;
+	/* driver thread */
+	pthread_t driver;
+	int driver_running;
+	volatile int driver_stop;
+	/* TCP hook: called for every checksummed TCP segment (issue 4); NULL drops them. */
+	void (*tcp_input)(struct us_stack *st, const struct us_parsed *p, const struct us_frame *f);
+	void *tcp;
+};
+
+/* stack.c */
+uint64_t us_now_ns(void);
+void us_sock_mark_ready(struct us_sock *s);    /* a socket got an event: list, eventfd, cond */
+int us_stack_flush_locked(struct us_stack *st);
+int us_poll_locked(struct us_stack *st);       /* one round of processing, never sleeps */
+/* Sleep in the stack's epoll (lock released meanwhile) up to timeout_ms; handles wake, timer, control. */
+int us_sleep_locked(struct us_stack *st, int timeout_ms);
+/* Arm the stack's timerfd for an absolute CLOCK_MONOTONIC deadline in ns (0 disarms). */
+void us_stack_arm_timer(struct us_stack *st, uint64_t deadline_ns);
+struct us_stack *us_stack_open_dev(const struct us_desc *d, struct us_netdev *dev, int *err);
+
+/* ip.c */
+void us_ip_input(struct us_stack *st, const struct us_frame *f);
+bool us_is_local_addr(const struct us_stack *st, const struct us_addr *a);
+/* First local address of the family (source for wildcard-bound sockets), or NULL. */
+const struct us_addr *us_pick_source(const struct us_stack *st, uint8_t family);
+/* Header room in front of an IP payload of this family. */
+static inline uint32_t us_l3_offset(uint8_t family)
+{
+	return US_ETH_HLEN + (family == US_AF4 ? US_IPV4_HLEN : US_IPV6_HLEN);
+}
+/* The transport payload (l4len bytes at f->data + us_l3_offset) is in place: write IP and
+ * Ethernet headers, and send (or hold until the destination's MAC is known). */
+void us_ip_output(struct us_stack *st, struct us_frame *f, const struct us_addr *src,
+		  const struct us_addr *dst, uint8_t proto, uint32_t l4len);
+
+/* neigh.c */
+/* Frame f has everything but the destination MAC: send it, or hold it, or drop it. */
+void us_neigh_output(struct us_stack *st, const struct us_addr *dst, struct us_frame *f);
+void us_neigh_update(struct us_stack *st, const struct us_addr *dst, const uint8_t *mac);
+void us_neigh_timers(struct us_stack *st);
+void us_neigh_flush_all(struct us_stack *st);  /* drop everything held (close) */
+
+/* ctl.c */
+int us_ctl_send(struct us_stack *st, union us_ctl_msg *m);
+void us_ctl_input(struct us_stack *st);        /* read and act on every waiting message */
+int us_ctl_claim_ephemeral(struct us_stack *st, uint8_t proto, uint8_t family,
+			   const struct us_endpoint *remote, struct us_endpoint *local);
+void us_ctl_release(struct us_stack *st, uint8_t proto, const struct us_endpoint *local);
+
+/* udp.c */
+void us_udp_input(struct us_stack *st, const struct us_parsed *p);
+void us_udp_close_locked(struct us_sock *s);
+bool us_rxq_empty(const struct us_rxq *q);

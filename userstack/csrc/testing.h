@@ -1,0 +1,17 @@
+/* testing.h: a stack over an in-memory device, for unit tests without root or network.
+ * Frames injected are received on the next us_poll; frames the stack sends are captured. */
+#pragma once
+#include <stdint.h>
+#include "api.h"
+#include "netdev.h"
+
+/* d needs addrs, tuples, mac, mtu, nqueues (no fds); ctl_fd may be a socketpair end or -1. */
+struct us_stack *us_test_stack_open(const struct us_desc *d, uint32_t nframes, int *err);
+/* Copy a frame into the device's receive queue q. 0, -ENOBUFS (no free buffer), -EMSGSIZE. */
+int us_test_inject(struct us_stack *st, int q, const void *frame, uint32_t len);
+/* Take the oldest sent frame: its length (copied up to len), or -EAGAIN when none. */
+int us_test_capture(struct us_stack *st, void *buf, uint32_t len);
+/* Free buffers of the in-memory device (leak checks). */
+int us_test_free_frames(struct us_stack *st);
+/* The in-memory device alone (for middleware tests). */
+struct us_netdev *us_memdev_create(int nqueues, uint32_t nframes, uint32_t frame_room);

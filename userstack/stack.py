@@ -1,0 +1,359 @@
+"""The Python API of a user-level stack: Stack and its UDP sockets.
+
+Inside an application launched by `xdpstack run`:
+
+    stack = userstack.Stack.from_env()
+    s = stack.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", 7000))
+    data, addr = s.recvfrom(2048)
+    s.sendto(data, addr)
+
+A background thread (C, no GIL) drives the stack; every call into the C fast path releases the
+GIL. Sockets behave like the socket module's: blocking by default, settimeout/setblocking,
+fileno() usable with selectors and asyncio's add_reader, OSError with the kernel's errno.
+"""
+from __future__ import annotations
+
+import errno
+import socket as _socket
+import time
+
+from userstack._lib import (
+    AF_FROM_SOCKET,
+    PROTOS,
+    addr_text,
+    address_tuple,
+    check,
+    endpoint,
+    ffi,
+    lib,
+    struct_dict,
+)
+
+_WAIT_SLICE_MS = 200          # blocking calls wake this often so that signals reach Python
+
+
+class Stack:
+    def __init__(self, handle, *, xsks=None, resolver=None, driver: bool = True):
+        self._st = handle
+        self._xsks = xsks
+        self._resolver = resolver
+        self._socks: set[UdpSocket] = set()
+        if driver:
+            check(lib.us_driver_start(handle))
+        self.driven = driver
+
+    # -- opening ------------------------------------------------------------------------------
+    @classmethod
+    def from_env(cls, driver: bool = True) -> Stack:
+        """The stack the launcher prepared for this process (XDPSTACK_* environment)."""
+        err = ffi.new("int *")
+        h = lib.us_stack_open_env(err)
+        if h == ffi.NULL:
+            if err[0] == -errno.ENOENT:
+                raise RuntimeError("no XDPSTACK_* environment: run this under `xdpstack run`")
+            check(err[0])
+        return cls(h, driver=driver)
+
+    @classmethod
+    def create(cls, ifname: str, *, queues=None, udp=(), tcp=(), tuples=(), addrs=None, mac=None,
+               mtu=None, frames: int = 4096, frame_size: int | None = None, ring_size: int = 2048,
+               need_wakeup: bool = True, resolve: bool = True, driver: bool = True,
+               busy_poll: bool = False, name: str = "inproc") -> Stack:
+        """A stack in this (privileged) process on ifname, for tests and benchmarks.
+        udp/tcp: ports claimed on every local address (IPv4 and IPv6); tuples: explicit
+        (proto, address, port). addrs, mac and mtu default to the interface's own. Redirecting the
+        packets into the sockets (XSKMAP) is the caller's business: see `fds`/`queue_ids`."""
+        from userstack import xsk
+        info = _link_info(ifname)
+        addrs = list(addrs) if addrs is not None else info["addrs"]
+        mtu = mtu or info["mtu"]
+        tuples = list(tuples)
+        fams = {("::" if ":" in a else "0.0.0.0") for a in addrs}
+        for proto, ports in (("udp", udp), ("tcp", tcp)):
+            tuples += [(proto, w, p) for p in ports for w in sorted(fams)]
+        if frame_size is None:
+            frame_size = 2048 if mtu + 22 <= 2048 else 4096
+        xs = xsk.create(ifname, queues, frames=frames, frame_size=frame_size, ring_size=ring_size,
+                        need_wakeup=need_wakeup)
+        resolver = None
+        try:
+            ctl_fd = -1
+            if resolve:
+                from userstack.resolver import Resolver
+                a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
+                resolver = Resolver(b, info["ifindex"])
+                ctl_fd = a.detach()
+            xs.set_identity(name=name, mac=mac or info["mac"], mtu=mtu, addrs=addrs, tuples=tuples,
+                            ctl_fd=ctl_fd, busy_poll=busy_poll)
+            err = ffi.new("int *")
+            h = lib.us_stack_open(xs.desc, err)
+            if h == ffi.NULL:
+                if ctl_fd >= 0:
+                    _socket.close(ctl_fd)
+                check(err[0])
+        except BaseException:
+            if resolver:
+                resolver.close()
+            xs.close()
+            raise
+        st = cls(h, xsks=xs, resolver=resolver, driver=driver)
+        st._ctl_fd = ctl_fd
+        return st
+
+    # -- properties ---------------------------------------------------------------------------
+    @property
+    def _desc(self):
+        self._check_open()
+        return lib.us_stack_desc(self._st)
+
+    @property
+    def ifname(self) -> str:
+        return ffi.string(self._desc.ifname).decode()
+
+    @property
+    def mtu(self) -> int:
+        return self._desc.mtu
+
+    @property
+    def addrs(self) -> list[str]:
+        d = self._desc
+        return [addr_text(d.addrs[i]) for i in range(d.naddrs)]
+
+    @property
+    def tuples(self) -> list[tuple[str, str, int]]:
+        """Claimed (proto, address, port); the address "0.0.0.0"/"::" means every local one."""
+        d = self._desc
+        names = {v: k for k, v in PROTOS.items()}
+        return [(names.get(d.tuples[i].proto, str(d.tuples[i].proto)), addr_text(d.tuples[i].addr),
+                 d.tuples[i].port) for i in range(d.ntuples)]
+
+    @property
+    def queue_ids(self) -> list[int]:
+        d = self._desc
+        return [d.queues[i].queue_id for i in range(d.nqueues)]
+
+    @property
+    def fds(self) -> list[int]:
+        """AF_XDP socket fds in queue order (for an XSKMAP, in-process use)."""
+        d = self._desc
+        return [d.queues[i].fd for i in range(d.nqueues)]
+
+    def fileno(self) -> int:
+        """The stack's epoll fd: readable when it has work (for driving it without the thread)."""
+        self._check_open()
+        return lib.us_stack_fd(self._st)
+
+    # -- operation ----------------------------------------------------------------------------
+    def socket(self, family=_socket.AF_INET, type=_socket.SOCK_DGRAM, proto=0) -> UdpSocket:
+        if type != _socket.SOCK_DGRAM:
+            raise OSError(errno.EPROTONOSUPPORT, "only UDP (SOCK_DGRAM) sockets so far")
+        return UdpSocket(self, family)
+
+    def poll(self, timeout: float = 0) -> int:
+        """Process RX/control/timers once (only without the driver thread). Returns frames."""
+        self._check_open()
+        return check(lib.us_poll(self._st, int(timeout * 1000)))
+
+    def neigh_set(self, dst: str, mac: str | None) -> None:
+        """Tell the stack dst's next-hop MAC (None: unreachable)."""
+        a = ffi.new("struct us_addr *")
+        from userstack._lib import set_addr
+        set_addr(a, dst)
+        m = ffi.new("uint8_t[6]", bytes.fromhex(mac.replace(":", ""))) if mac else ffi.NULL
+        check(lib.us_neigh_set(self._st, a, m))
+
+    def stats(self) -> dict:
+        self._check_open()
+        s = ffi.new("struct us_stats *")
+        lib.us_stack_stats(self._st, s)
+        return struct_dict(s)
+
+    def xdp_stats(self) -> list[dict]:
+        """XDP_STATISTICS and ring state per queue."""
+        out = []
+        for i in range(self._desc.nqueues):
+            s = ffi.new("struct us_xdp_stats *")
+            check(lib.us_stack_xdp_stats(self._st, i, s))
+            out.append(struct_dict(s))
+        return out
+
+    def close(self) -> None:
+        if self._st is None:
+            return
+        for s in list(self._socks):
+            s.close()
+        lib.us_stack_close(self._st)
+        self._st = None
+        if self._resolver:
+            self._resolver.close()
+        if self._xsks:
+            self._xsks.close()
+            if getattr(self, "_ctl_fd", -1) >= 0:
+                _socket.close(self._ctl_fd)
+
+    def _check_open(self):
+        if self._st is None:
+            raise OSError(errno.EBADF, "stack is closed")
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class UdpSocket:
+    """A UDP socket on a user-level stack, shaped like socket.socket."""
+
+    def __init__(self, stack: Stack, family=_socket.AF_INET):
+        if family not in AF_FROM_SOCKET:
+            raise OSError(errno.EAFNOSUPPORT, "address family not supported")
+        stack._check_open()
+        err = ffi.new("int *")
+        h = lib.us_udp_socket(stack._st, AF_FROM_SOCKET[family], err)
+        if h == ffi.NULL:
+            check(err[0])
+        self._s = h
+        self._stack = stack
+        self.family = family
+        self.type = _socket.SOCK_DGRAM
+        self.proto = _socket.IPPROTO_UDP
+        self._af = AF_FROM_SOCKET[family]
+        self._timeout: float | None = None
+        self._peer = None
+        stack._socks.add(self)
+
+    # -- addressing ---------------------------------------------------------------------------
+    def bind(self, address) -> None:
+        ep = ffi.new("struct us_endpoint *")
+        endpoint(ep, self._af, address)
+        check(lib.us_udp_bind(self._handle(), ep))
+
+    def getsockname(self):
+        ep = ffi.new("struct us_endpoint *")
+        if lib.us_sock_local(self._handle(), ep) < 0:
+            return ("0.0.0.0", 0) if self._af == lib.US_AF4 else ("::", 0, 0, 0)
+        return address_tuple(ep)
+
+    def connect(self, address) -> None:
+        """Set the default destination for send() (no filtering of received datagrams)."""
+        ep = ffi.new("struct us_endpoint *")
+        endpoint(ep, self._af, address)
+        self._peer = ep
+
+    def getpeername(self):
+        if self._peer is None:
+            raise OSError(errno.ENOTCONN, "not connected")
+        return address_tuple(self._peer)
+
+    # -- timeouts -----------------------------------------------------------------------------
+    def settimeout(self, value: float | None) -> None:
+        if value is not None and value < 0:
+            raise ValueError("Timeout value out of range")
+        self._timeout = value
+
+    def gettimeout(self) -> float | None:
+        return self._timeout
+
+    def setblocking(self, flag: bool) -> None:
+        self._timeout = None if flag else 0.0
+
+    def getblocking(self) -> bool:
+        return self._timeout != 0.0
+
+    # -- data ---------------------------------------------------------------------------------
+    def sendto(self, data, address) -> int:
+        ep = ffi.new("struct us_endpoint *")
+        endpoint(ep, self._af, address)
+        buf = ffi.from_buffer(data)
+        return check(lib.us_udp_sendto(self._handle(), buf, len(buf), ep, 0))
+
+    def send(self, data) -> int:
+        if self._peer is None:
+            raise OSError(errno.EDESTADDRREQ, "Destination address required")
+        buf = ffi.from_buffer(data)
+        return check(lib.us_udp_sendto(self._handle(), buf, len(buf), self._peer, 0))
+
+    def recvfrom(self, bufsize: int, flags: int = 0):
+        buf = ffi.new("char[]", max(bufsize, 1))
+        ep = ffi.new("struct us_endpoint *")
+        n = self._recv(buf, bufsize, ep, flags)
+        return ffi.buffer(buf, n)[:], address_tuple(ep)
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        return self.recvfrom(bufsize, flags)[0]
+
+    def recvfrom_into(self, buffer, nbytes: int = 0, flags: int = 0):
+        view = ffi.from_buffer(buffer, require_writable=True)
+        n = nbytes or len(view)
+        ep = ffi.new("struct us_endpoint *")
+        got = self._recv(view, n, ep, flags)
+        return got, address_tuple(ep)
+
+    def _recv(self, buf, n, ep, flags) -> int:
+        h = self._handle()
+        dontwait = flags & _socket.MSG_DONTWAIT or self._timeout == 0.0
+        if dontwait:
+            r = lib.us_udp_recvfrom(h, buf, n, ep, lib.US_MSG_DONTWAIT, 0)
+            return check(r)
+        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        while True:
+            left = _WAIT_SLICE_MS if deadline is None else \
+                min(_WAIT_SLICE_MS, max(0, int((deadline - time.monotonic()) * 1000)))
+            r = lib.us_udp_recvfrom(self._handle(), buf, n, ep, 0, left)
+            if r != -errno.EAGAIN:
+                return check(r)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError("timed out")
+
+    def fileno(self) -> int:
+        """An eventfd readable while a datagram (or an error) is waiting."""
+        return check(lib.us_sock_fileno(self._handle()))
+
+    def setsockopt(self, level, optname, value) -> None:
+        if level == _socket.SOL_SOCKET and optname == _socket.SO_RCVBUF:
+            check(lib.us_sock_set_rcvbuf(self._handle(), int(value)))
+            return
+        raise OSError(errno.ENOPROTOOPT, "option not supported on a user-level socket")
+
+    # -- life cycle ---------------------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._s is None
+
+    def close(self) -> None:
+        if self._s is not None:
+            s, self._s = self._s, None
+            self._stack._socks.discard(self)
+            if self._stack._st is not None:
+                lib.us_sock_close(s)
+
+    def _handle(self):
+        if self._s is None:
+            raise OSError(errno.EBADF, "Bad file descriptor")
+        return self._s
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        state = "closed" if self._s is None else repr(self.getsockname())
+        return f"<userstack.UdpSocket family={self.family!r} {state}>"
+
+
+def _link_info(ifname: str) -> dict:
+    """ifindex, MAC, MTU and global addresses of ifname (this thread's network namespace)."""
+    from pyroute2 import IPRoute
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=ifname)
+        if not idx:
+            raise OSError(errno.ENODEV, f"no such device: {ifname}")
+        link = ipr.get_links(idx[0])[0]
+        addrs = [a.get("IFA_ADDRESS") for a in ipr.get_addr(index=idx[0])
+                 if a["scope"] == 0]                       # RT_SCOPE_UNIVERSE: not link-local
+        return {"ifindex": idx[0], "mac": link.get("IFLA_ADDRESS"), "mtu": link.get("IFLA_MTU"),
+                "addrs": addrs}
