@@ -1,0 +1,42 @@
+"""The `xdpstack` command: one module per command group, registered below.
+
+    xdpstack [--netns NAME] attach IFACE [--mode auto|native|generic] [--force]
+    xdpstack [--netns NAME] detach IFACE [--force]
+    xdpstack [--netns NAME] status [IFACE] [--json]
+    xdpstack [--netns NAME] maps list [IFACE] [--json]
+    xdpstack [--netns NAME] maps dump IFACE MAP [--json]
+    xdpstack [--netns NAME] stats IFACE [--watch] [--interval S] [--count N] [--json]
+    xdpstack bench demux [--json] [--repeat N]
+"""
+from __future__ import annotations
+
+import click
+
+from xdpstack import __version__
+from xdpstack.cli import attach, bench, maps, stats, status
+from xdpstack.cli._app import App, abort
+
+__all__ = ["cli", "main", "abort"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--netns", metavar="NAME", envvar="XDPSTACK_NETNS", show_envvar=True,
+              help="Run the command inside network namespace NAME (as in `ip netns`); pins stay in the "
+                   "host's bpffs.")
+@click.version_option(__version__, prog_name="xdpstack")
+@click.pass_context
+def cli(ctx: click.Context, netns: str | None):
+    """Per-application user-level network stacks beside the kernel's, demultiplexed by XDP."""
+    ctx.obj = App(netns=netns or None)
+
+
+cli.add_command(attach.attach)
+cli.add_command(attach.detach)
+cli.add_command(status.status)
+cli.add_command(maps.maps)
+cli.add_command(stats.stats)
+cli.add_command(bench.bench)
+
+
+def main() -> None:
+    cli(prog_name="xdpstack")

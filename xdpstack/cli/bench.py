@@ -1,0 +1,27 @@
+"""xdpstack bench: benchmarks (the code lives in xdpstack.bench)."""
+from __future__ import annotations
+
+import click
+
+from xdpstack.cli._app import abort, command, emit_json
+
+
+@click.group()
+def bench():
+    """Benchmarks."""
+
+
+@bench.command("demux")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--repeat", type=click.IntRange(min=1), default=10_000_000, show_default=True,
+              help="BPF_PROG_TEST_RUN repetitions per measurement.")
+@command()
+def demux(as_json: bool, repeat: int):
+    """The demux's ns/packet on crafted 64-byte frames (hit, miss, IPv4, IPv6, 1 and 10,000 claims)
+    next to a trivial XDP_PASS program, through BPF_PROG_TEST_RUN."""
+    try:
+        from xdpstack.bench import demux as bench_demux
+    except ImportError as e:
+        abort(f"the demux benchmark is not available ({e}); it lives in xdpstack/bench/demux.py")
+    result = bench_demux.run(repeat)
+    emit_json(result) if as_json else click.echo(bench_demux.format_text(result))
