@@ -1,0 +1,94 @@
+"""The launcher's control-channel agent against the kernel's real FIB and neighbour tables."""
+from __future__ import annotations
+
+import contextlib
+import socket
+
+import pytest
+from pyroute2 import netns as pnetns
+
+from userstack import ctl
+from xdpstack.agent import StackAgent
+
+pytestmark = pytest.mark.root
+
+
+@contextlib.contextmanager
+def agent_in(tb):
+    stack_end, agent_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pnetns.pushns(tb.dut.ns)
+    try:
+        agent = StackAgent(agent_end, tb.dut.ifindex, claim=lambda m: ("198.18.0.1", 40000))
+    finally:
+        pnetns.popns()
+    stack_end.settimeout(6)
+    try:
+        yield stack_end
+    finally:
+        agent.close()
+        stack_end.close()
+        agent_end.close()
+
+
+def ask(sock, dst: str, seq: int = 1):
+    sock.send(ctl.encode(ctl.Resolve(dst=dst, seq=seq)))
+    return ctl.decode(sock.recv(ctl.MSG_SIZE))
+
+
+def forget_neighbours(tb):
+    d = f"dev {tb.dut.ifname}"
+    tb.dut.run(f"ip neigh flush {d}; ip -6 neigh flush {d}; "
+               f"ip neigh del {tb.peer.addr4} {d}; ip -6 neigh del {tb.peer.addr6} {d}", check=False)
+
+
+def test_known_neighbour_answers_at_once(testbed):
+    with agent_in(testbed) as s:
+        m = ask(s, testbed.peer.addr4)
+        assert (m.status, m.mac, m.nexthop) == (ctl.NEIGH_OK, testbed.peer.mac, testbed.peer.addr4)
+
+
+@pytest.mark.parametrize("family", [4, 6])
+def test_missing_neighbour_is_resolved_by_the_kernel(testbed, family):
+    forget_neighbours(testbed)
+    dst = testbed.peer.addr4 if family == 4 else testbed.peer.addr6
+    with agent_in(testbed) as s:
+        m = ask(s, dst)
+        assert (m.status, m.mac) == (ctl.NEIGH_OK, testbed.peer.mac)
+    state = testbed.dut.run(f"ip -{family} neigh show {dst} dev {testbed.dut.ifname}").stdout
+    assert testbed.peer.mac in state            # the kernel learnt it too (ARP/ND did the work)
+
+
+def test_unanswered_neighbour_fails_within_the_timeout(testbed):
+    with agent_in(testbed) as s:
+        m = ask(s, "198.18.0.99")               # on-link, nobody there
+        assert m.status == ctl.NEIGH_FAILED and m.mac is None
+
+
+def test_unrouted_destination_fails_at_once(testbed):
+    with agent_in(testbed) as s:
+        s.settimeout(1)
+        assert ask(s, "198.19.7.7").status == ctl.NEIGH_FAILED
+
+
+def test_gateway_route_and_updates_are_followed(testbed):
+    tb = testbed
+    tb.dut.run(f"ip route add 198.19.0.0/16 via {tb.peer.addr4}")
+    with agent_in(tb) as s:
+        m = ask(s, "198.19.0.9")
+        assert (m.status, m.mac, m.nexthop) == (ctl.NEIGH_OK, tb.peer.mac, tb.peer.addr4)
+        # The gateway's MAC changes in the kernel: the stack hears about it unasked.
+        tb.dut.run(f"ip neigh replace {tb.peer.addr4} lladdr 02:00:00:00:00:42 dev {tb.dut.ifname} "
+                   "nud permanent")
+        m = ctl.decode(s.recv(ctl.MSG_SIZE))
+        assert (m.dst, m.mac) == ("198.19.0.9", "02:00:00:00:00:42")
+        # The route goes away: the destination is unreachable now.
+        tb.dut.run("ip route del 198.19.0.0/16")
+        m = ctl.decode(s.recv(ctl.MSG_SIZE))
+        assert (m.dst, m.status) == ("198.19.0.9", ctl.NEIGH_FAILED)
+
+
+def test_ephemeral_claim_goes_to_the_callback(testbed):
+    with agent_in(testbed) as s:
+        s.send(ctl.encode(ctl.ClaimEphemeral(proto=6, family=4, remote="198.18.0.2", remote_port=80, seq=7)))
+        m = ctl.decode(s.recv(ctl.MSG_SIZE))
+        assert (m.seq, m.status, m.local, m.port) == (7, 0, "198.18.0.1", 40000)
