@@ -165,6 +165,8 @@ int us_test_inject(struct us_stack *st, int q, const void *frame, uint32_t len)
 		r = -ENOBUFS;
 	}
 	pthread_mutex_unlock(&st->lock);
+	if (!r)
+		us_wake(st);               /* a driver thread sleeping in epoll: poll now */
 	return r;
 }
 
