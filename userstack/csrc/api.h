@@ -88,6 +88,7 @@ struct us_stats {
 struct us_xdp_stats {
 	uint64_t rx_dropped, rx_invalid_descs, tx_invalid_descs, rx_ring_full;
 	uint64_t rx_fill_ring_empty_descs, tx_ring_empty_descs;
+	uint64_t rx_frames;        /* frames the stack took from this queue's RX ring */
 	uint32_t queue_id, fill_free, tx_free_frames, pad;
 };
 
@@ -148,8 +149,8 @@ int us_udp_bind(struct us_sock *s, const struct us_endpoint *local);
 int us_udp_sendto(struct us_sock *s, const void *buf, size_t len, const struct us_endpoint *to,
 		  int flags);
 int us_udp_sendmsg(struct us_sock *s, const struct us_msg *m, int flags);
-/* Returns the datagram's length (bytes stored <= len), -EAGAIN when none arrives within
- * timeout_ms (0: do not wait, -1: wait forever). */
+/* Returns the bytes stored (at most len; the rest of a longer datagram is discarded, as with a
+ * kernel socket), -EAGAIN when none arrives within timeout_ms (0: do not wait, -1: forever). */
 int us_udp_recvfrom(struct us_sock *s, void *buf, size_t len, struct us_endpoint *from,
 		    int flags, int timeout_ms);
 /* Up to n queued datagrams, never waits. Returns the number received (0 when none). */

@@ -229,6 +229,7 @@ int us_poll_locked(struct us_stack *st)
 				us_ip_input(st, &f[i]);
 			}
 			dev->ops->rx_release(dev, q, f, n);
+			st->q_rx[q] += n;
 			total += n;
 			if (n < US_RX_BATCH)
 				break;
@@ -402,6 +403,8 @@ int us_stack_xdp_stats(struct us_stack *st, int q, struct us_xdp_stats *out)
 		return -EOPNOTSUPP;
 	pthread_mutex_lock(&st->lock);
 	int r = us_xdev_stats(st->dev, q, out);
+	if (!r)
+		out->rx_frames = st->q_rx[q];
 	pthread_mutex_unlock(&st->lock);
 	return r;
 }

@@ -19,7 +19,7 @@
 #define US_RX_BATCH        64
 #define US_RX_BUDGET       16      /* bursts per queue per poll before control and timers run */
 #define US_NEIGH_SLOTS     256     /* power of two */
-#define US_NEIGH_QLEN      4       /* frames held per unresolved destination (arp_queue-like) */
+#define US_NEIGH_QLEN      64      /* frames held per unresolved destination (arp_queue-like) */
 #define US_NEIGH_TIMEOUT_NS   3000000000ull   /* give up on a RESOLVE after this */
 #define US_NEIGH_FAILED_NS    1000000000ull   /* then drop at once for this long */
 #define US_RXQ_DEFAULT_BYTES  (256 * 1024)
@@ -84,6 +84,7 @@ struct us_stack {
 	struct us_netdev *dev;
 	int epfd, wakefd, timerfd, ctlfd;
 	struct us_stats stats;
+	uint64_t q_rx[US_MAX_QUEUES];   /* frames received per queue index */
 	uint64_t now;              /* CLOCK_MONOTONIC ns, refreshed each poll */
 	uint16_t ip_id;
 	int tx_queue;              /* device queue index frames are sent from */
