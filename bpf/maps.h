@@ -4,7 +4,7 @@
 #include "xdpstack.h"
 
 BPF_HASH(claims, struct xs_tuple, struct xs_claim, XS_MAX_CLAIMS);      /* 3-tuple -> owner */
-BPF_ARRAY(port_filter, __u32, XS_PORT_FILTER_LEN);                      /* claims per (proto, port) */
+BPF_ARRAY(claims_by_port, struct xs_port_claims, XS_CLAIMS_BY_PORT_LEN); /* index over claims */
 BPF_HASH(stacks, __u32, struct xs_stack, XS_MAX_STACKS);                /* stack id -> who owns it */
 BPF_XSKMAP(xsks, XS_XSK_SLOTS);                                         /* AF_XDP sockets by slot */
 BPF_DEVMAP(ports, XS_MAX_STACKS);                                       /* stack id -> outer port ifindex */

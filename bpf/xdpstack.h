@@ -1,5 +1,5 @@
-/* xdpstack.h: map keys, values and sizes shared by the kernel side (bpf/*.c, compiled by bcc)
- * and the control plane (xdpstack/layout.py reads this file with cffi).
+/* xdpstack.h: map keys, values and sizes shared by the kernel side (bpf/xdpstack.bpf.c and what
+ * it includes, compiled by bcc) and the control plane (xdpstack/layout.py reads this file with cffi).
  *
  * Keep it plain so both parsers accept it: integer #defines, enums and structs of __u8/__u16/
  * __u32/__u64 only; no #if, no expressions in #defines, no kernel types.
@@ -15,7 +15,7 @@
 #define XS_XSK_SLOTS        16384   /* XS_MAX_STACKS * XS_MAX_QUEUES; slot = stack * XS_MAX_QUEUES + queue */
 #define XS_MAX_LOCAL_ADDRS  1024
 #define XS_NAME_LEN         32
-#define XS_PORT_FILTER_LEN  131072  /* port_filter[(proto == UDP) * 65536 + port] = claims on that proto/port */
+#define XS_CLAIMS_BY_PORT_LEN 262144  /* claims_by_port index: (family == 6) * 131072 + (proto == UDP) * 65536 + port */
 #define XS_IPV6_EXT_MAX     6       /* IPv6 extension headers walked before giving up (XDP_PASS) */
 
 #define XS_FAMILY_V4        4
@@ -45,6 +45,18 @@ struct xs_tuple {
 struct xs_claim {
 	__u32 stack;          /* owning stack id */
 	__u32 target;         /* enum xs_target */
+};
+
+/* claims_by_port: an index over claims by (family, proto, port), maintained by the control plane
+ * beside claims, at (family == XS_FAMILY_V6) * 131072 + (proto == IPPROTO_UDP) * 65536 + port.
+ * The demux reads it first (an array lookup, far cheaper than a hash): no claim on that
+ * (family, proto, port) -> the kernel's, without a hash lookup; exactly one -> decided right here
+ * from `only` and `addr`; two or more -> looked up in claims (exact address, then the wildcard). */
+struct xs_port_claims {
+	__u32 claims;             /* claims on this (family, proto, port) */
+	struct xs_claim only;     /* when claims == 1: that claim's owner and target, */
+	__u8  addr[16];           /* and its address as in its claims key (all zero: the wildcard;
+	                           * IPv4 in the first 4 bytes, the rest zero) */
 };
 
 /* stacks: the readable record of who owns what, keyed by stack id (__u32).
@@ -93,6 +105,8 @@ struct xs_stats {
 	__u64 pass_malformed;     /* truncated or invalid headers */
 	__u64 pass_orphaned;      /* claimed, but the owner's socket or port is gone */
 	__u64 pass_bad_queue;     /* claimed, but the RX queue is beyond XS_MAX_QUEUES */
+	__u64 pass_too_deep;      /* headers nest beyond the parse bounds: a third VLAN tag, or more
+	                           * than XS_IPV6_EXT_MAX IPv6 extension headers */
 };
 
 /* stack_stats: per stack id, per CPU. rx_* counted by the demux, tx_* by the port guard. */
@@ -103,4 +117,6 @@ struct xs_stack_stats {
 	__u64 tx_packets;
 	__u64 tx_bytes;
 	__u64 tx_denied;          /* frames the stack sent from a 3-tuple it does not own */
+	__u64 rx_dropped;         /* frames on the stack's inner port that are not its traffic
+	                           * (dropped by xdp_port_rx); a missing socket there counts as orphaned */
 };

@@ -1,0 +1,121 @@
+/* demux.c: xdp_demux, the program on the NIC.
+ *
+ * Each received frame's local 3-tuple (protocol, destination address, destination port) is looked
+ * up in claims, exactly and then with the wildcard address of its family. A claimed frame goes to
+ * its stack: the AF_XDP socket for this RX queue (XS_TARGET_XSK) or the stack's virtual port
+ * (XS_TARGET_PORT, see port.c). Everything else gets XDP_PASS, so the kernel decides as if
+ * xdpstack were not there; that includes a claim whose socket or port is gone (orphaned).
+ *
+ * Every frame is counted exactly once in stats: redirected, or one pass_* reason (passed and
+ * passed_bytes add up the reasons). Cost on the hot path: one stats lookup, one claims_by_port
+ * array lookup (which decides alone unless two claims share the port), and stack_stats only for
+ * claimed frames.
+ */
+#pragma once
+#include "parse.h"
+/* Maps are reached only through the xs_map_* accessors of xdpstack.bpf.c: bcc rewrites map
+ * calls (claims.lookup, xsks.redirect_map) in its main file only. */
+
+/* Count a passed frame under `reason` (a member of struct xs_stats) and pass it. */
+#define XS_PASS(st, reason, bytes) \
+	({ (st)->reason++; (st)->passed++; (st)->passed_bytes += (bytes); XDP_PASS; })
+
+/* Index of key's (family, proto, port) in claims_by_port. */
+static __always_inline __u32 xs_port_index(struct xs_tuple *key)
+{
+	return (key->family == XS_FAMILY_V6) * 131072 + (key->proto == IPPROTO_UDP) * 65536 + key->port;
+}
+
+/* Does a claim on address `claimed` (all zero: the wildcard) cover destination `addr`? */
+static __always_inline int xs_addr_covers(const __u8 *claimed, const __u8 *addr)
+{
+	const __u32 *c = (const __u32 *)claimed, *a = (const __u32 *)addr;
+	if (!(c[0] | c[1] | c[2] | c[3]))
+		return 1;
+	return !((c[0] ^ a[0]) | (c[1] ^ a[1]) | (c[2] ^ a[2]) | (c[3] ^ a[3]));
+}
+
+/* The claim for key in claims: the exact address, else the wildcard of the same family.
+ * Leaves key->addr zeroed when the exact lookup missed. */
+static __always_inline struct xs_claim *xs_claim_of(struct xs_tuple *key)
+{
+	struct xs_claim *c = xs_map_claim(key);
+	if (c)
+		return c;
+	__builtin_memset(key->addr, 0, sizeof(key->addr));
+	return xs_map_claim(key);
+}
+
+static __always_inline int xs_demux(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	__u64 bytes = data_end - data;
+	struct xs_stats *st = xs_map_stats();
+	if (!st)
+		return XDP_PASS;          /* cannot happen: a per-CPU array always has key 0 */
+
+	struct xs_tuple key __attribute__((aligned(8)));
+	switch (xs_parse(data, data_end, &key, XS_DST)) {
+	case XS_PARSE_OK:
+		break;
+	case XS_PARSE_NOT_IP:
+		return XS_PASS(st, pass_not_ip, bytes);
+	case XS_PARSE_NOT_L4:
+		return XS_PASS(st, pass_not_l4, bytes);
+	case XS_PARSE_FRAGMENT:
+		return XS_PASS(st, pass_fragment, bytes);
+	case XS_PARSE_TOO_DEEP:
+		return XS_PASS(st, pass_too_deep, bytes);
+	default:
+		return XS_PASS(st, pass_malformed, bytes);
+	}
+
+	/* The port index first: no claim on this (family, proto, port) is the common case for kernel
+	 * traffic, one claim the common case for a stack's; only shared ports need the hash. */
+	__u32 daddr4 = *(__u32 *)key.addr;     /* read before any call, while still in a register */
+	struct xs_port_claims *pc = xs_map_claims_by_port(xs_port_index(&key));
+	if (!pc || !pc->claims)
+		return XS_PASS(st, pass_no_claim, bytes);
+	struct xs_claim *c;
+	if (pc->claims == 1) {
+		const __u32 *claimed = (const __u32 *)pc->addr;
+		if (key.family == XS_FAMILY_V4 ? claimed[0] && claimed[0] != daddr4
+					       : !xs_addr_covers(pc->addr, key.addr))
+			return XS_PASS(st, pass_no_claim, bytes);
+		c = &pc->only;
+	} else {
+		c = xs_claim_of(&key);
+		if (!c)
+			return XS_PASS(st, pass_no_claim, bytes);
+	}
+
+	__u32 stack = c->stack;
+	long act = XDP_PASS;
+	/* The differing empty asm keeps clang from merging the two redirect calls into one call
+	 * site: the verifier would then see two maps there and fall back to an indirect call. */
+	if (c->target == XS_TARGET_XSK) {
+		__u32 q = ctx->rx_queue_index;
+		if (q >= XS_MAX_QUEUES)
+			return XS_PASS(st, pass_bad_queue, bytes);
+		act = xs_map_redirect_xsk(stack * XS_MAX_QUEUES + q, XDP_PASS);
+		asm volatile("/* xsk */" : "+r"(act));
+	} else if (c->target == XS_TARGET_PORT) {
+		act = xs_map_redirect_port(stack, XDP_PASS);
+		asm volatile("/* port */" : "+r"(act));
+	}
+	struct xs_stack_stats *ss = xs_map_stack_stats(stack);
+	if (act != XDP_REDIRECT) {
+		/* An empty slot (socket closed, port removed) or an unknown target: the owner is gone. */
+		if (ss)
+			ss->orphaned++;
+		return XS_PASS(st, pass_orphaned, bytes);
+	}
+	st->redirected++;
+	st->redirected_bytes += bytes;
+	if (ss) {
+		ss->rx_packets++;
+		ss->rx_bytes += bytes;
+	}
+	return XDP_REDIRECT;
+}

@@ -1,0 +1,193 @@
+/* parse.h: bounded header parsing for the xdpstack XDP programs (bcc dialect).
+ *
+ * xs_parse() walks Ethernet, up to XS_VLAN_MAX VLAN tags, IPv4 (any IHL) or IPv6 (up to
+ * XS_IPV6_EXT_MAX extension headers), then the TCP or UDP header, and fills a claims key with the
+ * destination (XS_DST) or source (XS_SRC) 3-tuple. Every packet access is checked against data_end
+ * for the verifier; the semantic checks use byte offsets against the IP datagram's own end
+ * (IPv4 total length, IPv6 payload length), which must itself lie inside the frame.
+ *
+ * Outcomes, in the order they are decided:
+ *   malformed   Ethernet or a VLAN tag cut short; IPv4 version != 4, IHL < 5, total length < IHL*4
+ *               or beyond the frame; IPv6 version != 6 or payload beyond the frame (jumbograms
+ *               included); an extension header, UDP header (8 bytes) or TCP header (20 bytes, then
+ *               data offset * 4, data offset >= 5) not inside the datagram.
+ *   too_deep    a third VLAN tag, or an IPv6 extension header after XS_IPV6_EXT_MAX of them.
+ *   not_ip      any other EtherType.
+ *   fragment    IPv4 fragment offset != 0, or an IPv6 fragment header with offset != 0: no
+ *               transport header to read. (Offset 0, more-fragments set: parsed like any packet.)
+ *   not_l4      IP whose upper layer is not TCP/UDP (ICMP, ICMPv6, ESP, AH, no-next-header, ...).
+ */
+#pragma once
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/in6.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include "xdpstack.h"
+
+#define XS_VLAN_MAX 2
+
+enum xs_parse_result {
+	XS_PARSE_OK = 0,
+	XS_PARSE_NOT_IP,
+	XS_PARSE_NOT_L4,
+	XS_PARSE_FRAGMENT,
+	XS_PARSE_MALFORMED,
+	XS_PARSE_TOO_DEEP,
+};
+
+enum xs_dir {
+	XS_DST = 0,       /* received frames: the local end is the destination */
+	XS_SRC = 1,       /* transmitted frames: the local end is the source */
+};
+
+/* Ethernet header without the kernel's packed attribute, so the EtherType is one 16-bit load. */
+struct xs_eth_hdr {
+	__u8   dst[6];
+	__u8   src[6];
+	__be16 proto;
+};
+
+struct xs_vlan_hdr {
+	__be16 tci;
+	__be16 proto;
+};
+
+/* The first 8 bytes of an IPv6 extension header. Hop-by-hop, routing and destination options
+ * carry their length in hdrlen (8-byte units beyond the first 8); the fragment header is exactly
+ * 8 bytes and has frag_off (offset in the upper 13 bits, then 2 reserved bits and M). */
+struct xs_ext_hdr {
+	__u8   nexthdr;
+	__u8   hdrlen;
+	__be16 frag_off;
+	__be32 rest;
+};
+
+static __always_inline int xs_is_vlan(__be16 proto)
+{
+	return proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD);
+}
+
+static __always_inline int xs_is_ext(__u8 nh)
+{
+	return nh == IPPROTO_HOPOPTS || nh == IPPROTO_ROUTING || nh == IPPROTO_DSTOPTS ||
+	       nh == IPPROTO_FRAGMENT;
+}
+
+/* The transport header at byte offset l4 of a datagram ending at byte offset end (<= frame
+ * length): bounds, TCP data offset, and the port of the wanted direction. */
+static __always_inline int xs_parse_l4(void *data, void *data_end, __u32 l4, __u32 end, __u8 proto,
+				       struct xs_tuple *key, int dir)
+{
+	/* l4 is at most 22 + 60 (IPv4) or 22 + 40 + XS_IPV6_EXT_MAX * 2048 (IPv6): the mask only
+	 * tells the verifier so, it never changes the value. */
+	l4 &= 0x7fff;
+	struct udphdr *udp = data + l4;   /* ports sit at the same offsets in TCP and UDP */
+	if ((void *)(udp + 1) > data_end || l4 + sizeof(*udp) > end)
+		return XS_PARSE_MALFORMED;
+	key->port = bpf_ntohs(dir == XS_SRC ? udp->source : udp->dest);
+	if (proto == IPPROTO_TCP) {
+		struct tcphdr *tcp = (void *)udp;
+		if ((void *)(tcp + 1) > data_end || l4 + sizeof(*tcp) > end)
+			return XS_PARSE_MALFORMED;
+		__u32 doff = tcp->doff;
+		if (doff < 5 || l4 + doff * 4 > end)
+			return XS_PARSE_MALFORMED;
+	}
+	key->proto = proto;
+	return XS_PARSE_OK;
+}
+
+static __always_inline int xs_parse_ipv4(void *data, void *data_end, __u32 off, __u64 len,
+					 struct xs_tuple *key, int dir)
+{
+	struct iphdr *ip = data + off;
+	if ((void *)(ip + 1) > data_end)
+		return XS_PARSE_MALFORMED;
+	__u32 hlen = ip->ihl * 4;
+	__u32 tot = bpf_ntohs(ip->tot_len);
+	if (ip->version != 4 || hlen < sizeof(*ip) || tot < hlen || off + tot > len)
+		return XS_PARSE_MALFORMED;
+	if (ip->frag_off & bpf_htons(0x1fff))
+		return XS_PARSE_FRAGMENT;
+	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
+		return XS_PARSE_NOT_L4;
+	key->family = XS_FAMILY_V4;
+	__u32 *a = (__u32 *)key->addr;
+	a[0] = dir == XS_SRC ? ip->saddr : ip->daddr;
+	a[1] = 0;
+	a[2] = 0;
+	a[3] = 0;
+	return xs_parse_l4(data, data_end, off + hlen, off + tot, ip->protocol, key, dir);
+}
+
+static __always_inline int xs_parse_ipv6(void *data, void *data_end, __u32 off, __u64 len,
+					 struct xs_tuple *key, int dir)
+{
+	struct ipv6hdr *ip6 = data + off;
+	if ((void *)(ip6 + 1) > data_end)
+		return XS_PARSE_MALFORMED;
+	__u32 end = off + sizeof(*ip6) + bpf_ntohs(ip6->payload_len);
+	if (ip6->version != 6 || end > len)
+		return XS_PARSE_MALFORMED;
+	__u8 nh = ip6->nexthdr;
+	__u32 l4 = off + sizeof(*ip6);
+
+	#pragma unroll
+	for (int i = 0; i < XS_IPV6_EXT_MAX; i++) {
+		if (!xs_is_ext(nh))
+			break;
+		/* Every extension header is at least 8 bytes; the fragment header exactly 8. */
+		l4 &= 0x3fff;
+		struct xs_ext_hdr *h = data + l4;
+		if ((void *)(h + 1) > data_end || l4 + sizeof(*h) > end)
+			return XS_PARSE_MALFORMED;
+		if (nh == IPPROTO_FRAGMENT) {
+			if (h->frag_off & bpf_htons(0xfff8))
+				return XS_PARSE_FRAGMENT;
+			l4 += sizeof(*h);
+		} else {
+			l4 += (h->hdrlen + 1) * 8;
+		}
+		nh = h->nexthdr;
+	}
+	if (nh != IPPROTO_TCP && nh != IPPROTO_UDP)
+		return xs_is_ext(nh) ? XS_PARSE_TOO_DEEP : XS_PARSE_NOT_L4;
+	key->family = XS_FAMILY_V6;
+	__builtin_memcpy(key->addr, dir == XS_SRC ? &ip6->saddr : &ip6->daddr, 16);
+	return xs_parse_l4(data, data_end, l4, end, nh, key, dir);
+}
+
+/* Parse a frame into key (proto, family, port, addr of direction dir). Returns XS_PARSE_*. */
+static __always_inline int xs_parse(void *data, void *data_end, struct xs_tuple *key, int dir)
+{
+	struct xs_eth_hdr *eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return XS_PARSE_MALFORMED;
+	__u64 len = data_end - data;
+	__be16 proto = eth->proto;
+	/* Untagged IP first, with constant offsets: the common case, and the cheapest. */
+	if (proto == bpf_htons(ETH_P_IP))
+		return xs_parse_ipv4(data, data_end, sizeof(*eth), len, key, dir);
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return xs_parse_ipv6(data, data_end, sizeof(*eth), len, key, dir);
+
+	__u32 off = sizeof(*eth);
+	#pragma unroll
+	for (int i = 0; i < XS_VLAN_MAX; i++) {
+		if (!xs_is_vlan(proto))
+			break;
+		struct xs_vlan_hdr *vh = data + off;
+		if ((void *)(vh + 1) > data_end)
+			return XS_PARSE_MALFORMED;
+		proto = vh->proto;
+		off += sizeof(*vh);
+	}
+	if (proto == bpf_htons(ETH_P_IP))
+		return xs_parse_ipv4(data, data_end, off, len, key, dir);
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return xs_parse_ipv6(data, data_end, off, len, key, dir);
+	return xs_is_vlan(proto) ? XS_PARSE_TOO_DEEP : XS_PARSE_NOT_IP;
+}
