@@ -13,7 +13,9 @@ close(); the application maps the UMEM memfd and the rings itself (csrc/xsk.c, u
 """
 from __future__ import annotations
 
+import errno
 import ipaddress
+import time
 
 from userstack._lib import PROTOS, check, ffi, lib, set_addr, struct_dict
 
@@ -120,9 +122,10 @@ class XskSet:
 
 def create(ifname: str, queues: int | list[int] | None = None, frames: int = 4096, frame_size: int = 2048,
            ring_size: int = 2048, need_wakeup: bool = True, copy: bool = False,
-           zerocopy: bool = False) -> XskSet:
+           zerocopy: bool = False, busy_wait: float = 2.0) -> XskSet:
     """UMEM on a memfd plus one socket per queue (all RX queues of ifname by default).
-    frames: per queue (half receive, half transmit); frame_size: 2048 or 4096 (MTU > ~2000)."""
+    frames: per queue (half receive, half transmit); frame_size: 2048 or 4096 (MTU > ~2000).
+    A queue still busy from a socket just closed is retried for busy_wait seconds."""
     if queues is None:
         queues = rx_queue_count(ifname)
     ids = list(range(queues)) if isinstance(queues, int) else list(queues)
@@ -132,7 +135,13 @@ def create(ifname: str, queues: int | list[int] | None = None, frames: int = 409
     desc.ctl_fd = -1
     err = ffi.new("int *")
     qids = ffi.new("uint32_t[]", ids)
-    h = lib.us_xsk_create(ifname.encode(), qids, len(ids), frames, frame_size, ring_size, flags, desc, err)
-    if h == ffi.NULL:
-        check(err[0])
-    return XskSet(h, desc)
+    # Socket teardown is asynchronous: a queue whose last socket just closed answers EBUSY briefly.
+    deadline = time.monotonic() + busy_wait
+    while True:
+        h = lib.us_xsk_create(ifname.encode(), qids, len(ids), frames, frame_size, ring_size, flags, desc,
+                              err)
+        if h != ffi.NULL:
+            return XskSet(h, desc)
+        if err[0] != -errno.EBUSY or time.monotonic() >= deadline:
+            check(err[0])
+        time.sleep(0.05)
