@@ -150,6 +150,26 @@ def map_lookup_errno(fd: int, key: bytes, value_len: int) -> tuple[int, bytes]:
     return 0, vbuf.raw
 
 
+def map_entries(fd: int, key_size: int, value_len: int):
+    """(key, errno, value) for every key, in get_next_key order, the way bpftool walks a map:
+    errno is 0 with the value, or the lookup's error (EOPNOTSUPP on an XSKMAP...) with b""."""
+    nxt = ctypes.create_string_buffer(key_size)
+    vbuf = ctypes.create_string_buffer(value_len)
+    prev = None
+    get_next, lookup = _lib.bpf_map_get_next_key, _lib.bpf_map_lookup_elem
+    while True:
+        if get_next(fd, prev, nxt) < 0:
+            err = ctypes.get_errno()
+            if err == 2:
+                return
+            raise OSError(err, f"bpf_map_get_next_key: {os.strerror(err)}")
+        if lookup(fd, nxt, vbuf) < 0:
+            yield nxt.raw, ctypes.get_errno(), b""
+        else:
+            yield nxt.raw, 0, vbuf.raw
+        prev = nxt                     # the kernel copies the key in before writing the next one
+
+
 def map_update(fd: int, key: bytes, value: bytes, flags: int = BPF_ANY) -> None:
     kbuf = ctypes.create_string_buffer(key, len(key))
     vbuf = ctypes.create_string_buffer(value, len(value))
