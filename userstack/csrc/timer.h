@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #define TW_BITS   6
-#define TW_SLOTS  (1u << TW_BITS)
+#define TW_SLOTS  64                  /* 1 << TW_BITS */
 #define TW_LEVELS 6
 #define TW_NEVER  UINT64_MAX
 

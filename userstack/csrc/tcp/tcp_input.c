@@ -103,6 +103,8 @@ static void listen_input(struct tcp_sock *l, const struct us_endpoint *le, const
 	l->nsynq++;
 	c->irs = seg->seq;
 	c->rcv_nxt = seg->seq + 1;
+	c->rcv_adv = c->rcv_nxt;
+	c->last_ack_sent = c->rcv_nxt;
 	take_syn_options(c, seg, now);
 	c->snd_wnd = seg->wnd;                       /* never scaled in a SYN (RFC 7323 2.2) */
 	c->max_snd_wnd = c->snd_wnd;
