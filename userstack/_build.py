@@ -18,8 +18,8 @@ import cffi
 HERE = Path(__file__).resolve().parent
 CSRC = HERE / "csrc"
 # Order matters: a header's types before their use.
-HEADERS = ["addr.h", "env.h", "ctl.h", "netdev.h", "api.h", "xsk.h", "wire.h", "testing.h"]
-SOURCES = ["wire.c", "env.c", "xsk.c", "stack.c", "neigh.c", "ctl.c", "ip.c", "udp.c", "memdev.c",
+HEADERS = ["addr.h", "env.h", "ctl.h", "netdev.h", "api.h", "xsk.h", "wire.h", "testing.h", "fault.h"]
+SOURCES = ["wire.c", "env.c", "xsk.c", "stack.c", "neigh.c", "ctl.c", "ip.c", "udp.c", "memdev.c", "fault.c",
            "apps/echo.c"]
 CFLAGS = ["-O2", "-g", "-Wall", "-Wextra", "-Werror", "-std=gnu11", "-fno-strict-aliasing"]
 EXTRA_CDEF = "int us_echo_main(int argc, char **argv);\n"

@@ -163,6 +163,23 @@ class Stack:
         m = ffi.new("uint8_t[6]", bytes.fromhex(mac.replace(":", ""))) if mac else ffi.NULL
         check(lib.us_neigh_set(self._st, a, m))
 
+    def set_faults(self, *, seed: int = 1, drop: float = 0.0, duplicate: float = 0.0, reorder: float = 0.0,
+                   corrupt: float = 0.0, rx: bool = True, tx: bool = True) -> None:
+        """Inject faults between the stack and its device (csrc/fault.h): each rate is a
+        probability per frame; the same seed gives the same faults for the same frames."""
+        self._check_open()
+        c = ffi.new("struct us_fault_config *")
+        c.seed = seed
+        c.drop_ppm, c.dup_ppm = round(drop * 1e6), round(duplicate * 1e6)
+        c.reorder_ppm, c.corrupt_ppm = round(reorder * 1e6), round(corrupt * 1e6)
+        c.dirs = (lib.US_FAULT_RX if rx else 0) | (lib.US_FAULT_TX if tx else 0)
+        check(lib.us_stack_set_faults(self._st, c))
+
+    def fault_stats(self) -> dict:
+        s = ffi.new("struct us_fault_stats *")
+        check(lib.us_stack_fault_stats(self._st, s))
+        return struct_dict(s)
+
     def stats(self) -> dict:
         self._check_open()
         s = ffi.new("struct us_stats *")

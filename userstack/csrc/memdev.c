@@ -149,7 +149,7 @@ struct us_stack *us_test_stack_open(const struct us_desc *d, uint32_t nframes, i
 
 int us_test_inject(struct us_stack *st, int q, const void *frame, uint32_t len)
 {
-	struct memdev *m = (struct memdev *)st->dev;
+	struct memdev *m = (struct memdev *)st->base_dev;
 	uint32_t i;
 	if (q < 0 || q >= m->dev.nqueues)
 		return -EINVAL;
@@ -172,7 +172,7 @@ int us_test_inject(struct us_stack *st, int q, const void *frame, uint32_t len)
 
 int us_test_capture(struct us_stack *st, void *buf, uint32_t len)
 {
-	struct memdev *m = (struct memdev *)st->dev;
+	struct memdev *m = (struct memdev *)st->base_dev;
 	uint32_t i;
 	pthread_mutex_lock(&st->lock);
 	int r = fifo_get(&m->sent, &i);
@@ -187,7 +187,7 @@ int us_test_capture(struct us_stack *st, void *buf, uint32_t len)
 
 int us_test_free_frames(struct us_stack *st)
 {
-	struct memdev *m = (struct memdev *)st->dev;
+	struct memdev *m = (struct memdev *)st->base_dev;
 	pthread_mutex_lock(&st->lock);
 	int n = (int)(m->free.tail - m->free.head);
 	pthread_mutex_unlock(&st->lock);

@@ -36,7 +36,7 @@ struct us_stack *us_stack_open_dev(const struct us_desc *d, struct us_netdev *de
 		return NULL;
 	}
 	st->desc = *d;
-	st->dev = dev;
+	st->dev = st->base_dev = dev;
 	st->epfd = st->wakefd = st->timerfd = -1;
 	st->ctlfd = d->ctl_fd;
 	pthread_mutex_init(&st->lock, NULL);
@@ -205,7 +205,7 @@ int us_stack_flush_locked(struct us_stack *st)
 {
 	int left = st->dev->ops->flush(st->dev);
 	if (st->is_xdev)
-		us_xdev_kicks(st->dev, &st->stats.tx_kicks, &st->stats.tx_kick_again);
+		us_xdev_kicks(st->base_dev, &st->stats.tx_kicks, &st->stats.tx_kick_again);
 	return left;
 }
 
@@ -402,7 +402,7 @@ int us_stack_xdp_stats(struct us_stack *st, int q, struct us_xdp_stats *out)
 	if (!st->is_xdev)
 		return -EOPNOTSUPP;
 	pthread_mutex_lock(&st->lock);
-	int r = us_xdev_stats(st->dev, q, out);
+	int r = us_xdev_stats(st->base_dev, q, out);
 	if (!r)
 		out->rx_frames = st->q_rx[q];
 	pthread_mutex_unlock(&st->lock);

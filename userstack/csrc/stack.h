@@ -81,7 +81,8 @@ struct us_stack {
 	pthread_cond_t cond;       /* broadcast when a socket becomes readable or errors */
 	int waiters;
 	struct us_desc desc;
-	struct us_netdev *dev;
+	struct us_netdev *dev;           /* what the stack talks to (maybe a middleware) */
+	struct us_netdev *base_dev;      /* the device under every middleware */
 	int epfd, wakefd, timerfd, ctlfd;
 	struct us_stats stats;
 	uint64_t q_rx[US_MAX_QUEUES];   /* frames received per queue index */
