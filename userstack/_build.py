@@ -79,8 +79,9 @@ ffibuilder.set_source(
     '#pragma GCC diagnostic ignored "-Wmissing-field-initializers"\n'
     + "".join(f'#include "{h}"\n' for h in HEADERS)
     + EXTRA_CDEF,
-    sources=[str(CSRC / s) for s in SOURCES],
-    include_dirs=[str(CSRC)],
+    # relative to the project root: setuptools refuses absolute paths
+    sources=[f"userstack/csrc/{s}" for s in SOURCES],
+    include_dirs=["userstack/csrc"],
     libraries=["xdp", "bpf", "pthread"],
     extra_compile_args=CFLAGS,
 )
@@ -88,10 +89,5 @@ ffibuilder.set_source(
 if __name__ == "__main__":
     import os
     os.chdir(HERE.parent)
-    ffibuilder.compile(tmpdir=str(HERE.parent / "build" / "cffi"), verbose="-v" in sys.argv)
-    # compile() writes the extension under tmpdir/userstack/: copy it next to this file.
-    import glob
-    import shutil
-    for so in glob.glob(str(HERE.parent / "build" / "cffi" / "userstack" / "_fastpath*.so")):
-        shutil.copy(so, HERE)
-        print("built", Path(so).name)
+    # tmpdir "." builds in place: userstack/_fastpath.c and the extension next to this file.
+    print("built", ffibuilder.compile(tmpdir=".", verbose="-v" in sys.argv))
