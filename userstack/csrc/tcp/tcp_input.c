@@ -324,7 +324,7 @@ static void receive_data(struct tcp_sock *s, const struct tcp_seg *seg, uint64_t
 
 /* ---- ACK processing (3.10.7.4 fifth) ---- */
 
-static void enter_recovery(struct tcp_sock *s, uint64_t now)
+void tcp_enter_recovery(struct tcp_sock *s, uint64_t now)
 {
 	s->in_recovery = true;
 	s->recoveries++;
@@ -339,6 +339,7 @@ static void enter_recovery(struct tcp_sock *s, uint64_t now)
 		s->cc.cwnd = s->cc.ssthresh + 3 * s->mss;       /* RFC 6582 3.2 (3) */
 	}
 	s->high_rxt = s->snd_una;
+	s->rxt_round = now;
 	s->rtt_active = false;                               /* Karn */
 	tcp_want_head_rexmit(s);
 }
@@ -362,6 +363,7 @@ static bool process_ack(struct tcp_sock *s, const struct tcp_seg *seg, uint64_t 
 {
 	uint32_t ack = seg->ack;
 	uint32_t old_wnd = s->snd_wnd;
+	bool new_sack = false;
 	uint32_t prior_flight = s->snd_max - s->snd_una;
 
 	/* Window update (3.10.7.4): only from a newer segment. */
@@ -405,14 +407,16 @@ static bool process_ack(struct tcp_sock *s, const struct tcp_seg *seg, uint64_t 
 		if (s->rtt_active && seq_ge(ack, s->rtt_seq)) {
 			tcp_rtt_sample(s, (uint32_t)(now - s->rtt_time));
 			s->rtt_active = false;
-		} else if (s->backoff && s->ts_ok && seg->has_ts && seg->tsecr) {
+		} else if (s->backoff && s->ts_ok && seg->has_ts && seq_ge(seg->tsecr, s->rto_tsval)) {
+			/* Only an echo of a segment sent after the timeout measures anything. */
 			uint32_t ms = tcp_ts_now(s, now) - seg->tsecr;
 			if (ms < 60000)
 				tcp_rtt_sample(s, ms ? ms * 1000 : 500);
 		}
 		s->retries = 0;
 		s->probes_out = 0;
-		tcp_sack_update(s, seg);
+		s->tlp_sent = false;
+		new_sack = tcp_sack_update(s, seg);
 		if (s->in_recovery) {
 			if (seq_ge(ack, s->recover)) {
 				exit_recovery(s, now);              /* full ACK */
@@ -439,7 +443,7 @@ static bool process_ack(struct tcp_sock *s, const struct tcp_seg *seg, uint64_t 
 			tcp_notify(s, false);
 		tcp_mark_dirty(s);
 	} else if (ack == s->snd_una) {
-		bool new_sack = tcp_sack_update(s, seg);
+		new_sack = tcp_sack_update(s, seg);
 		bool flight = s->snd_nxt != s->snd_una && !s->persist;
 		bool dup = flight && !(seg->flags & (TH_SYN | TH_FIN)) &&
 			   (s->sack_ok ? new_sack : (seg->len == 0 && s->snd_wnd == old_wnd));
@@ -449,7 +453,7 @@ static bool process_ack(struct tcp_sock *s, const struct tcp_seg *seg, uint64_t 
 			if (!s->in_recovery) {
 				bool lost = s->dupacks >= 3 || (s->sack_ok && tcp_sack_is_lost(s, s->snd_una));
 				if (lost && seq_ge(s->snd_una, s->recover))
-					enter_recovery(s, now);
+					tcp_enter_recovery(s, now);
 			} else if (!s->sack_ok) {
 				s->cc.cwnd += s->mss;                 /* RFC 6582 3.2 (4): inflate */
 			}
@@ -458,8 +462,19 @@ static bool process_ack(struct tcp_sock *s, const struct tcp_seg *seg, uint64_t 
 	} else {
 		tcp_sack_update(s, seg);                       /* old ACK: SACK info still counts */
 	}
-	if (s->in_recovery && s->sack_ok)
+	if (s->in_recovery && s->sack_ok) {
+		/* A lost retransmission (RFC 6675 has no answer but the RTO): when SACKs keep
+		 * arriving a round trip after the holes were retransmitted, they are lost again.
+		 * Rewind HighRxt once per round trip (the idea of RACK, RFC 8985, by rounds). */
+		uint64_t round = (uint64_t)s->srtt + s->srtt / 4 + 2 * (uint64_t)s->rttvar;
+		if (new_sack && seq_gt(s->high_rxt, s->snd_una) && now - s->rxt_round > round) {
+			s->high_rxt = s->snd_una;
+			s->rxt_round = now;
+			tcp_mark_dirty(s);
+		}
 		tcp_sack_pipe(s);
+	}
+	tcp_arm_probe(s, now);
 	return true;
 }
 

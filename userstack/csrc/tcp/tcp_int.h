@@ -56,7 +56,8 @@ struct tcp_conn_mem {
 	uint8_t nrecent;
 };
 
-enum { T_RTO, T_PERSIST, T_DELACK, T_KEEPALIVE, T_CLOSE, T_NUM };   /* T_CLOSE: TIME_WAIT, FIN-WAIT-2 */
+/* T_CLOSE: TIME_WAIT, FIN-WAIT-2; T_REORDER: SACKed data but no progress (see tcp_timer.c) */
+enum { T_RTO, T_PERSIST, T_DELACK, T_KEEPALIVE, T_CLOSE, T_REORDER, T_NUM };
 
 struct tcp_sock {
 	struct tcp_stack *ts;
@@ -87,6 +88,7 @@ struct tcp_sock {
 	bool rst_on_data;     /* closed with unread data / orphaned: data from now on resets */
 	bool passive;         /* created by a listener */
 	bool rxt_head;        /* retransmit the segment at snd_una (fast retransmit, partial ACK) */
+	bool tlp_probe, tlp_sent;   /* tail loss probe wanted / sent since snd_una last moved */
 	uint8_t snd_wscale, rcv_wscale;
 	uint8_t backoff, probes_out, dupacks, cc_algo;
 	uint8_t keepcnt;
@@ -134,6 +136,9 @@ struct tcp_sock {
 	uint32_t rtt_seq;
 	uint64_t rtt_time;
 	uint64_t last_send, last_recv;
+	uint64_t rxt_round;           /* when HighRxt last went back to snd_una */
+	uint32_t er_una;             /* snd_una when T_REORDER was armed */
+	uint32_t rto_tsval;          /* our TSval when the last RTO fired */
 	uint32_t retries;            /* consecutive RTO / SYN retransmissions */
 	/* keepalive, seconds */
 	uint32_t keepidle, keepintvl;
@@ -199,6 +204,7 @@ void tcp_child_established(struct tcp_sock *s);
 bool tcp_synchronized(const struct tcp_sock *s);
 
 /* tcp_input.c */
+void tcp_enter_recovery(struct tcp_sock *s, uint64_t now);
 void tcp_process(struct tcp_stack *ts, const struct us_addr *src, const struct us_addr *dst,
 		 const struct tcp_seg *seg, uint64_t now);
 
@@ -224,6 +230,7 @@ void tcp_timer_clear(struct tcp_sock *s, int which);
 void tcp_timer_fire(struct tcp_sock *s, uint64_t now);
 void tcp_rtt_sample(struct tcp_sock *s, uint32_t rtt_us);
 void tcp_rearm_rto(struct tcp_sock *s, uint64_t now);
+void tcp_arm_probe(struct tcp_sock *s, uint64_t now);      /* T_REORDER, if not armed */
 
 /* tcp_sack.c */
 bool ranges_add(struct tcp_ranges *rs, uint32_t start, uint32_t end);   /* false when full */

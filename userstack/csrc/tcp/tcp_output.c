@@ -245,6 +245,7 @@ static int send_range(struct tcp_sock *s, uint32_t seq, uint32_t len, bool may_f
 		s->snd_sml = end;
 	if (!s->deadline[T_RTO] && !s->persist)
 		tcp_timer_set(s, T_RTO, now + s->rto);     /* RFC 6298 5.1 */
+	tcp_arm_probe(s, now);
 	return (int)(end - seq);
 }
 
@@ -286,6 +287,11 @@ static int send_new(struct tcp_sock *s, uint32_t cw_room, uint64_t now)
 		s->zwp++;
 		return 0;
 	}
+	/* The congestion window counts segments, like Linux: one more may start while the
+	 * flight is below cwnd, so that a cwnd that is not a multiple of the MSS does not hold
+	 * back a runt (or block limited transmit). */
+	if (cw_room && cw_room < s->mss)
+		cw_room = s->mss;
 	uint32_t n = len;
 	if (n > win_room)
 		n = win_room;
@@ -384,6 +390,21 @@ void tcp_output(struct tcp_sock *s, uint64_t now)
 			}
 		}
 		s->rxt_head = false;
+	}
+
+	/* Tail loss probe (tcp_timer.c): the last segment sent, again. */
+	if (s->tlp_probe) {
+		uint32_t end = s->fin_queued && seq_gt(s->snd_max, s->fin_seq) ? s->fin_seq : s->snd_max;
+		uint32_t from = seq_lt(end - s->mss, s->snd_una) ? s->snd_una : end - s->mss;
+		if (seq_lt(from, s->sb_seq))
+			from = s->sb_seq;
+		if (seq_le(from, end) && seq_lt(s->snd_una, s->snd_max)) {
+			int r = send_range(s, from, end - from, true, now);
+			if (r < 0)
+				goto blocked;
+			sent++;
+		}
+		s->tlp_probe = false;
 	}
 
 	if (s->in_recovery && s->sack_ok) {

@@ -7,6 +7,9 @@
  * is filed again at the real earliest deadline.
  */
 #include <errno.h>
+#ifdef TCP_DEBUG
+#include <stdio.h>
+#endif
 
 #include "tcp_int.h"
 
@@ -103,9 +106,17 @@ static bool on_rto(struct tcp_sock *s, uint64_t now)
 		tcp_done(s, ETIMEDOUT);
 		return false;
 	}
+#ifdef TCP_DEBUG
+	fprintf(stderr, "%.6f RTO %s una=%u nxt=+%u max=+%u hrxt=+%u rec=%d cwnd=%u pipe=%u sacked=%u/%u rto=%u backoff=%u\n",
+		now / 1e6, tcp_state_name(s->state), s->snd_una, s->snd_nxt - s->snd_una, s->snd_max - s->snd_una,
+		s->high_rxt - s->snd_una, s->in_recovery, s->cc.cwnd, s->pipe,
+		s->mem ? s->mem->sacked.n : 0, s->mem ? ranges_bytes(&s->mem->sacked) : 0, s->rto, s->backoff);
+#endif
 	s->retries++;
 	s->timeouts++;
 	ts->st.timeouts++;
+	s->rto_tsval = tcp_ts_now(s, now);
+	tcp_timer_clear(s, T_REORDER);
 	uint32_t flight = s->snd_max - s->snd_una;
 	/* RFC 5681 3.1: ssthresh only on the first timeout of a series; cwnd = loss window. */
 	if (!s->backoff)
@@ -169,6 +180,59 @@ static bool on_keepalive(struct tcp_sock *s, uint64_t now)
 	return true;
 }
 
+/* The probe timer (T_REORDER), a small RACK-TLP (RFC 8985) without per-segment send times:
+ * armed while data is outstanding, it fires when snd_una has not moved for about two round
+ * trips (PTO). Then, if data above snd_una is SACKed and we are not in recovery, too few
+ * duplicate ACKs came back (small window, ACK loss): enter recovery now (RFC 5827 early
+ * retransmit, with a delay). In recovery: the retransmissions were lost; send the holes again.
+ * Nothing SACKed: a tail loss probe, the last segment sent again, whose ACK or SACK tells what
+ * happened. All much cheaper than the RTO, which is at least 200 ms. */
+static uint64_t pto(const struct tcp_sock *s)
+{
+	uint64_t t = 2 * (uint64_t)s->srtt;
+	if (s->snd_max - s->snd_una <= s->mss)
+		t += s->ts->cfg.delack_us;            /* a lone segment's ACK may be delayed */
+	return t > 1000 ? t : 1000;
+}
+
+void tcp_arm_probe(struct tcp_sock *s, uint64_t now)
+{
+	if (s->deadline[T_REORDER] || !s->srtt || s->snd_una == s->snd_max || s->persist)
+		return;
+	s->er_una = s->snd_una;
+	tcp_timer_set(s, T_REORDER, now + pto(s));
+}
+
+static bool on_reorder(struct tcp_sock *s, uint64_t now)
+{
+	if (!s->mem || s->snd_una == s->snd_max || s->persist || s->state < TCPS_ESTABLISHED)
+		return true;
+	if (s->snd_una != s->er_una) {
+		tcp_arm_probe(s, now);
+		return true;
+	}
+	if (s->mem->sacked.n) {
+		if (!s->in_recovery) {
+			if (seq_ge(s->snd_una, s->recover))
+				tcp_enter_recovery(s, now);
+		} else if (s->sack_ok) {
+			s->high_rxt = s->snd_una;
+			s->rxt_round = now;
+			tcp_want_head_rexmit(s);
+			tcp_sack_pipe(s);
+		}
+	} else if (!s->tlp_sent) {
+		s->tlp_sent = true;
+		s->tlp_probe = true;
+	} else {
+		return true;                          /* one probe; then the RTO decides */
+	}
+	tcp_mark_dirty(s);
+	s->er_una = s->snd_una;
+	tcp_timer_set(s, T_REORDER, now + 2 * pto(s));
+	return true;
+}
+
 static bool on_close(struct tcp_sock *s, uint64_t now)
 {
 	if (s->state == TCPS_FIN_WAIT_2)
@@ -181,7 +245,7 @@ void tcp_timer_fire(struct tcp_sock *s, uint64_t now)
 {
 	static bool (*const handlers[T_NUM])(struct tcp_sock *, uint64_t) = {
 		[T_RTO] = on_rto, [T_PERSIST] = on_persist, [T_KEEPALIVE] = on_keepalive,
-		[T_CLOSE] = on_close,
+		[T_CLOSE] = on_close, [T_REORDER] = on_reorder,
 	};
 	for (int i = 0; i < T_NUM; i++) {
 		if (!s->deadline[i] || s->deadline[i] > now)
