@@ -27,7 +27,7 @@ if systemctl is-active --quiet nginx 2>/dev/null; then systemctl disable --now n
 # bcc needs headers under /lib/modules/$(uname -r)/build. When the running kernel has none, link
 # Debian's linux-headers-amd64 (its UAPI structs are stable; see ../XDP notes in the README).
 K=$(uname -r)
-if [ ! -e "/lib/modules/$K/build/include/linux/kconfig.h" ]; then
+if [ ! -e "/lib/modules/$K/build/.config" ]; then
   hdr=$(ls -d /usr/src/linux-headers-*-amd64 2>/dev/null | sort -V | tail -n 1)
   common=$(ls -d /usr/src/linux-headers-*-common 2>/dev/null | sort -V | tail -n 1)
   [ -n "$hdr" ] && [ -n "$common" ] || { echo "xdpstack set-up: no linux-headers-*-amd64 under /usr/src" >&2; exit 1; }
@@ -45,9 +45,12 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import bcc' 2>/dev/null; 
   rm -rf .venv
   /usr/bin/python3 -m venv --system-site-packages .venv
 fi
+# The package (with the cffi extension of the C fast path), again whenever its sources change.
 stamp=.venv/.installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ -n "$(find userstack -name '*.[ch]' -newer "$stamp" -print -quit 2>/dev/null)" ] \
-   || [ -n "$(find userstack -name '_build.py' -newer "$stamp" -print -quit 2>/dev/null)" ]; then
+if [ ! -f "$stamp" ] || [ -n "$(find pyproject.toml setup.py userstack/_build.py userstack/csrc \
+       -newer "$stamp" \( -name '*.[ch]' -o -name '*.py' -o -name '*.toml' \) -print -quit)" ]; then
   .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
   touch "$stamp"
 fi
+# The C applications, standalone executables on the C API, into the venv's bin (make is incremental).
+make -s -C userstack/csrc install PREFIX="$PWD/.venv"

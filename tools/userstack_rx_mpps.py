@@ -44,7 +44,8 @@ def measure(tb: Testbed, prog: UdpRedirect, payload: int, seconds: float, repeat
         prog.attach(tb.dut.ifname)
     env = xs.env(name="sink", mac=info["mac"], mtu=info["mtu"], addrs=info["addrs"],
                  tuples=[("udp", "0.0.0.0", PORT)], ctl_fd=a.fileno())
-    argv = ["taskset", "-c", "1", sys.executable, "-m", "userstack.apps", "--sink", "--quiet"]
+    echo = os.path.join(os.path.dirname(sys.executable), "userstack-echo")
+    argv = ["taskset", "-c", "1", echo, "--sink", "--quiet"]
     sink = subprocess.Popen(argv,
                             cwd=REPO, env={**os.environ, **env, "PYTHONPATH": REPO},
                             pass_fds=[*xs.pass_fds, a.fileno()], user="nobody",

@@ -19,10 +19,8 @@ HERE = Path(__file__).resolve().parent
 CSRC = HERE / "csrc"
 # Order matters: a header's types before their use.
 HEADERS = ["addr.h", "env.h", "ctl.h", "netdev.h", "api.h", "xsk.h", "wire.h", "testing.h", "fault.h"]
-SOURCES = ["wire.c", "env.c", "xsk.c", "stack.c", "neigh.c", "ctl.c", "ip.c", "udp.c", "memdev.c", "fault.c",
-           "apps/echo.c"]
+SOURCES = ["wire.c", "env.c", "xsk.c", "stack.c", "neigh.c", "ctl.c", "ip.c", "udp.c", "memdev.c", "fault.c"]
 CFLAGS = ["-O2", "-g", "-Wall", "-Wextra", "-Werror", "-std=gnu11", "-fno-strict-aliasing"]
-EXTRA_CDEF = "int us_echo_main(int argc, char **argv);\n"
 
 
 def _strip_static_inline(text: str) -> str:
@@ -64,7 +62,7 @@ def header_cdef(text: str) -> str:
 
 
 def cdef_text() -> str:
-    text = "\n".join(header_cdef((CSRC / h).read_text()) for h in HEADERS) + EXTRA_CDEF
+    text = "\n".join(header_cdef((CSRC / h).read_text()) for h in HEADERS)
     # cffi wants array sizes as numbers: substitute the integer #defines seen above.
     consts = dict(re.findall(r"#define (\w+) (\d+)", text))
     return re.sub(r"\[(\w+)\]", lambda m: f"[{consts.get(m.group(1), m.group(1))}]", text)
@@ -77,8 +75,7 @@ ffibuilder.set_source(
     # Warnings are errors in our sources; cffi's generated glue is compiled with these relaxed.
     '#pragma GCC diagnostic ignored "-Wunused-parameter"\n'
     '#pragma GCC diagnostic ignored "-Wmissing-field-initializers"\n'
-    + "".join(f'#include "{h}"\n' for h in HEADERS)
-    + EXTRA_CDEF,
+    + "".join(f'#include "{h}"\n' for h in HEADERS),
     # relative to the project root: setuptools refuses absolute paths
     sources=[f"userstack/csrc/{s}" for s in SOURCES],
     include_dirs=["userstack/csrc"],

@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 
 from pyroute2 import IPRoute, netns
 
-PREFIX = "xst"          # every namespace a test makes starts with this
+PREFIX = "xst"          # every namespace a testbed makes starts with this
+_created: set[str] = set()   # namespaces this process made (concurrent runs never touch each other's)
 IFA_F_NODAD = 0x02
 
 
@@ -76,6 +77,7 @@ class Testbed:
     def _build(self):
         for h in (self.dut, self.peer):
             netns.create(h.ns)
+            _created.add(h.ns)
         q = {"num_rx_queues": self.queues, "num_tx_queues": self.queues}
         with IPRoute() as ipr:
             ipr.link("add", ifname=self.dut.ifname, kind="veth", **q,
@@ -108,6 +110,8 @@ class Testbed:
             if h is not None:
                 with contextlib.suppress(Exception):
                     netns.remove(h.ns)
+                if h.ns not in netns.listnetns():
+                    _created.discard(h.ns)
 
     def __enter__(self) -> Testbed:
         return self.up()
@@ -122,7 +126,8 @@ class Testbed:
 
 
 def leftover_namespaces() -> list[str]:
-    return [n for n in netns.listnetns() if n.startswith(PREFIX)]
+    """Namespaces this process made that still exist."""
+    return [n for n in netns.listnetns() if n in _created]
 
 
 def remove_leftovers():

@@ -23,6 +23,7 @@ from tests.fixtures.userstack_xdp import UdpRedirect, in_netns
 
 pytestmark = pytest.mark.root
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ECHO = os.path.join(os.path.dirname(sys.executable), "userstack-echo")   # the C app (make setup builds it)
 
 CLIENT = r"""
 import json, os, socket, sys
@@ -117,7 +118,7 @@ def launch_echo(tb: tbmod.Testbed, prog: UdpRedirect, args=(), queues=None, user
     env = xs.env(name="echo", mac=info["mac"], mtu=info["mtu"], addrs=info["addrs"],
                  tuples=[("udp", "0.0.0.0", 7000), ("udp", "::", 7000)], ctl_fd=a.fileno())
     Attached(tb, prog).attach(xs.queue_ids, xs.fds)
-    p = subprocess.Popen([sys.executable, "-m", "userstack.apps", *args], cwd=REPO,
+    p = subprocess.Popen([ECHO, *args], cwd=REPO,
                          env={**os.environ, **env, "PYTHONPATH": REPO}, pass_fds=[*xs.pass_fds, a.fileno()],
                          user=user, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     tb.track(p)

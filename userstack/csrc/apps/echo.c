@@ -47,7 +47,7 @@ static void report(struct us_stack *st, const struct counts *c)
 	fflush(stdout);
 }
 
-int us_echo_main(int argc, char **argv)
+int main(int argc, char **argv)
 {
 	int sink = 0, quiet = 0, err;
 	unsigned long long count = 0;
@@ -160,9 +160,3 @@ int us_echo_main(int argc, char **argv)
 	return 0;
 }
 
-#ifdef US_ECHO_MAIN
-int main(int argc, char **argv)
-{
-	return us_echo_main(argc, argv);
-}
-#endif
