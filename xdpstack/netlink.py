@@ -37,6 +37,21 @@ class Address:
     addr: str
     prefixlen: int
 
+    @property
+    def address(self) -> str:
+        return self.addr
+
+
+@dataclass(frozen=True)
+class LinkInfo:
+    ifindex: int
+    ifname: str
+    mac: str
+    mtu: int
+    rx_queues: int
+    tx_queues: int
+    kind: str                # veth, bridge, ... ("" for a plain device)
+
 
 def _link(ipr: IPRoute, ifname: str):
     links = ipr.get_links(ifname=ifname) if ifname else []
@@ -77,6 +92,20 @@ def xdp_state(ifindex: int) -> XdpState | None:
     prog_id = (attrs.get("IFLA_XDP_PROG_ID") or attrs.get("IFLA_XDP_DRV_PROG_ID")
                or attrs.get("IFLA_XDP_SKB_PROG_ID") or attrs.get("IFLA_XDP_HW_PROG_ID") or 0)
     return XdpState(prog_id=int(prog_id), mode=_MODES.get(attached, str(attached)))
+
+
+def link_info(ifindex: int) -> LinkInfo:
+    """Name, MAC, MTU, queue counts and kind of a link in the current namespace."""
+    try:
+        with IPRoute() as ipr:
+            link = ipr.get_links(ifindex)[0]
+    except Exception:
+        raise NoSuchInterface(f"#{ifindex}") from None
+    info = link.get("IFLA_LINKINFO")
+    kind = (info.get("IFLA_INFO_KIND") if info else None) or ""
+    return LinkInfo(ifindex, link.get("IFLA_IFNAME"), link.get("IFLA_ADDRESS") or "",
+                    link.get("IFLA_MTU") or 0, link.get("IFLA_NUM_RX_QUEUES") or 1,
+                    link.get("IFLA_NUM_TX_QUEUES") or 1, kind)
 
 
 def addresses(ifindex: int) -> list[Address]:

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from xdpstack import libbpf, paths
 from xdpstack.errors import ClaimError, NotRoot, PermissionDenied, PortInUse, StackError, UsageError
 from xdpstack.layout import CONST, PROTO_NAMES, PROTOS, ffi, tuple_from_key, tuple_key
-from xdpstack.maps import DECLS, PinnedMap, open_map
+from xdpstack.maps import PinnedMap, open_map
 
 TARGET_XSK = CONST["XS_TARGET_XSK"]
 TARGET_PORT = CONST["XS_TARGET_PORT"]
@@ -47,19 +47,10 @@ MAX_QUEUES = CONST["XS_MAX_QUEUES"]
 NAME_LEN = CONST["XS_NAME_LEN"]
 
 
-# The demux's per-port index over claims, whichever bpf/maps.h declares.
-INDEX_MAP = "claims_by_port" if "claims_by_port" in DECLS else "port_filter"
-
-
-def port_filter_index(proto: str | int, port: int) -> int:
-    """Index into port_filter: (proto == UDP) * 65536 + port."""
-    p = PROTOS[proto] if isinstance(proto, str) else proto
-    return (p == socket.IPPROTO_UDP) * 65536 + port
-
-
 def claims_by_port_index(family: int, proto: str | int, port: int) -> int:
     """Index into claims_by_port: (family == 6) * 131072 + (proto == UDP) * 65536 + port."""
-    return (family == 6) * 131072 + port_filter_index(proto, port)
+    p = PROTOS[proto] if isinstance(proto, str) else proto
+    return (family == 6) * 131072 + (p == socket.IPPROTO_UDP) * 65536 + port
 
 
 # ---- the lock -----------------------------------------------------------------------------------
@@ -94,8 +85,10 @@ def locked() -> Iterator[None]:
 
 # ---- records ------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass
 class StackRecord:
+    """A stack's record in `stacks` (change a field, then update_stack() to write it back)."""
+
     id: int
     name: str
     pid: int
@@ -211,13 +204,9 @@ def _claims(m: _Maps) -> list[tuple[bytes, ClaimInfo]]:
 
 
 def _index_change(m: _Maps, c: ClaimInfo, delta: int):
-    """Keep the demux's per-port index in step with a claims entry just added (+1) or removed (-1).
-    port_filter: a count per (proto, port). claims_by_port: a count per (family, proto, port) and,
-    when it is exactly one, that claim itself, so the demux needs no hash lookup for it."""
-    if INDEX_MAP == "port_filter":
-        i = port_filter_index(c.proto, c.port)
-        m.port_filter.update(i, max(0, (m.port_filter.get(i) or 0) + delta))
-        return
+    """Keep claims_by_port in step with a claims entry just added (+1) or removed (-1): the number of
+    claims on (family, proto, port) and, when it is exactly one, that claim itself, so the demux
+    decides without a hash lookup."""
     i = claims_by_port_index(c.family, c.proto, c.port)
     cur = m.claims_by_port.get(i)
     new = ffi.new("struct xs_port_claims *")
@@ -582,6 +571,29 @@ def claim_all(ifname: str, tuples: Iterable[TupleSpec], stack: int | StackRecord
     want = [t for spec in tuples for t in _expand(*spec)]
     if not want:
         raise UsageError("nothing to claim")
+    return _claim(ifname, want, stack, uid, gid, target)
+
+
+def claim_ephemeral(ifname: str, proto: str, family: int, remote: str, stack: int | StackRecord, uid: int,
+                    gid: int, target: int | None = None) -> ClaimSet:
+    """Claim a port the kernel picks (bind to port 0: net.ipv4.ip_local_port_range) on the local
+    address the kernel would use toward `remote`: the local end of an active open. The ClaimSet
+    holds one Claim; its addr and port say what was chosen."""
+    if proto not in PROTOS:
+        raise UsageError(f"protocol must be tcp or udp, not {proto!r}")
+    fam = socket.AF_INET if family == 4 else socket.AF_INET6
+    with socket.socket(fam, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect((remote, 9))                 # a UDP connect only asks the routing table
+        except OSError as e:
+            raise ClaimError(f"cannot claim a local {proto} port toward {remote}: {e.strerror}") from None
+        src = s.getsockname()[0]
+    return _claim(ifname, [(proto, family, src, 0)], stack, uid, gid, target)
+
+
+def _claim(ifname: str, want: list[tuple[str, int, str | None, int]], stack: int | StackRecord, uid: int,
+           gid: int, target: int | None) -> ClaimSet:
+    """Bind every tuple (port 0: the kernel picks one), then write the maps; undo all on failure."""
     stack_id = stack.id if isinstance(stack, StackRecord) else stack
     made: list[Claim] = []
     with locked(), _Maps(ifname) as m:
@@ -600,6 +612,8 @@ def claim_all(ifname: str, tuples: Iterable[TupleSpec], stack: int | StackRecord
                 except OSError as e:
                     raise _claim_error(m, e, c, uid) from None
                 made.append(c)
+                if port == 0:
+                    c.port = c.sock.getsockname()[1]
                 if proto == "udp":
                     _drop_everything(c.sock)
             value = ffi.new("struct xs_claim *", {"stack": stack_id, "target": tgt})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pwd
 import socket
 import struct
 import subprocess
@@ -51,7 +52,8 @@ def run_exe(*args: str, user: str | None = None, timeout: float = 120, env: dict
     """The installed `xdpstack` executable in a subprocess (optionally as another user)."""
     argv = [XDPSTACK, *args]
     if user:
-        argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *argv]
+        pw = pwd.getpwnam(user)
+        argv = ["setpriv", f"--reuid={pw.pw_uid}", f"--regid={pw.pw_gid}", "--clear-groups", *argv]
     r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                        env={**os.environ, **(env or {})})
     return CliResult(r.returncode, r.stdout, r.stderr)

@@ -35,17 +35,14 @@ def test_expand_wildcards():
 
 
 def test_index_positions():
-    assert registry.port_filter_index("tcp", 80) == 80
-    assert registry.port_filter_index("udp", 80) == 65536 + 80
+    assert registry.claims_by_port_index(4, "tcp", 80) == 80
+    assert registry.claims_by_port_index(4, "udp", 80) == 65536 + 80
     assert registry.claims_by_port_index(6, "udp", 53) == 131072 + 65536 + 53
-    assert registry.claims_by_port_index(4, "tcp", 65535) == 65535
+    assert registry.claims_by_port_index(6, 6, 1) == 131072 + 1
 
 
 def test_index_map_fits_the_header():
-    n = CONST.get("XS_CLAIMS_BY_PORT_LEN") or CONST.get("XS_PORT_FILTER_LEN")
-    top = (registry.claims_by_port_index(6, "udp", 65535) if registry.INDEX_MAP == "claims_by_port"
-           else registry.port_filter_index("udp", 65535))
-    assert top == n - 1
+    assert registry.claims_by_port_index(6, "udp", 65535) == CONST["XS_CLAIMS_BY_PORT_LEN"] - 1
 
 
 def test_tuple_text():
