@@ -214,7 +214,8 @@ def test_abort_in_syn_sent_is_silent(stk):
     assert stk.output() == [] and stk.stats().conns == 0
 
 
-@pytest.mark.parametrize("state", ["FIN-WAIT-1", "FIN-WAIT-2", "CLOSE-WAIT", "CLOSING", "LAST-ACK", "TIME-WAIT"])
+@pytest.mark.parametrize("state", ["FIN-WAIT-1", "FIN-WAIT-2", "CLOSE-WAIT", "CLOSING", "LAST-ACK",
+                                   "TIME-WAIT"])
 def test_rst_in_every_closing_state(stk, state):
     c = passive_open(stk)
     if state in ("FIN-WAIT-1", "FIN-WAIT-2", "CLOSING", "TIME-WAIT"):

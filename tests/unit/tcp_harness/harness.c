@@ -141,3 +141,10 @@ struct tw_wheel *th_wheel_new(uint64_t now)
 	tw_init(w, now);
 	return w;
 }
+
+/* Internals for white-box tests: the socket's timer deadlines (T_* order of tcp_int.h). */
+void th_deadlines(struct tcp_sock *s, uint64_t out[T_NUM])
+{
+	for (int i = 0; i < T_NUM; i++)
+		out[i] = s->deadline[i];
+}

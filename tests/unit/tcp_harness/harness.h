@@ -22,6 +22,7 @@ int th_sock_check(struct tcp_sock *s);
 int th_pop(struct th *h, uint8_t *buf, size_t cap, struct us_addr *src, struct us_addr *dst);
 int th_events(struct th *h, struct tcp_sock **socks, unsigned *evs, int max);
 struct tw_wheel *th_wheel_new(uint64_t now);
+void th_deadlines(struct tcp_sock *s, uint64_t out[6]);
 
 struct netsim_params {
 	double loss, dup, reorder, corrupt;

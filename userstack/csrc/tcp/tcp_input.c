@@ -416,6 +416,7 @@ static bool process_ack(struct tcp_sock *s, const struct tcp_seg *seg, uint64_t 
 		s->retries = 0;
 		s->probes_out = 0;
 		s->tlp_sent = false;
+		tcp_timer_clear(s, T_REORDER);                 /* progress: the PTO restarts below */
 		new_sack = tcp_sack_update(s, seg);
 		if (s->in_recovery) {
 			if (seq_ge(ack, s->recover)) {

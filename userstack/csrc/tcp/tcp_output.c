@@ -245,7 +245,6 @@ static int send_range(struct tcp_sock *s, uint32_t seq, uint32_t len, bool may_f
 		s->snd_sml = end;
 	if (!s->deadline[T_RTO] && !s->persist)
 		tcp_timer_set(s, T_RTO, now + s->rto);     /* RFC 6298 5.1 */
-	tcp_arm_probe(s, now);
 	return (int)(end - seq);
 }
 
@@ -473,6 +472,8 @@ void tcp_output(struct tcp_sock *s, uint64_t now)
 			tcp_timer_set(s, T_RTO, now + s->rto);
 	}
 
+	if (sent)
+		tcp_arm_probe(s, now);
 	if (!sent && s->ack_now && tcp_send_ack(s, now) < 0)
 		goto blocked;
 	return;
