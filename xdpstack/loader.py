@@ -269,55 +269,71 @@ def attach(ifname: str, mode: str = "auto", force: bool = False, src: str | None
     if mode not in MODES:
         raise UsageError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     ifindex = netlink.link_index(ifname)
-    d = paths.pin_dir(ifname)
     ensure_bpffs()
-    with registry.locked():
-        state = netlink.xdp_state(ifindex)
-        ours = pinned_prog_id(ifname)
-        if state and ours == state.prog_id:
-            if mode != "auto" and mode != state.mode:
-                raise XdpstackError(f"{ifname} is already attached by xdpstack in {state.mode} mode: "
-                                    f"`xdpstack detach {ifname}` first to attach it in {mode} mode")
-            return _attachment(ifname, ifindex, state, already=True)
-        if state and not force:
-            raise _foreign(ifname, state, "remove it, or use --force to replace it")
-        if d.exists():                     # pins, but not of the attached program: stale
-            live = _live_stacks(ifname)
-            if live and not force:
-                raise _busy(ifname, live, len(registry.list_claims(ifname)),
-                            f"the pins at {d} are stale; replace them")
+    done = _check_before_attach(ifname, ifindex, mode, force)
+    if done:
+        return done
+    loaded = Loaded(src)          # compile (~2 s) outside the lock: claims elsewhere go on meanwhile
+    try:
+        with registry.locked():
+            done = _check_before_attach(ifname, ifindex, mode, force)     # again, now serialized
+            return done or _attach_locked(ifname, ifindex, mode, loaded)
+    finally:
+        loaded.close()
+
+
+def _check_before_attach(ifname: str, ifindex: int, mode: str, force: bool) -> Attachment | None:
+    """The Attachment when there is nothing to do; raises when attaching is not allowed."""
+    state = netlink.xdp_state(ifindex)
+    ours = pinned_prog_id(ifname)
+    if state and ours == state.prog_id:
+        if mode != "auto" and mode != state.mode:
+            raise XdpstackError(f"{ifname} is already attached by xdpstack in {state.mode} mode: "
+                                f"`xdpstack detach {ifname}` first to attach it in {mode} mode")
+        return _attachment(ifname, ifindex, state, already=True)
+    if state and not force:
+        raise _foreign(ifname, state, "remove it, or use --force to replace it")
+    d = paths.pin_dir(ifname)
+    if d.exists():                         # pins, but not of the attached program: stale
+        live = _live_stacks(ifname)
+        if live and not force:
+            raise _busy(ifname, live, len(registry.list_claims(ifname)),
+                        f"the pins at {d} are stale; replace them")
+    return None
+
+
+def _attach_locked(ifname: str, ifindex: int, mode: str, loaded: Loaded) -> Attachment:
+    state = netlink.xdp_state(ifindex)     # someone else's (force was given), or None
+    d = paths.pin_dir(ifname)
+    _remove_pins(d)                        # stale ones, if any (checked above)
+    pinned, attached = False, False
+    try:
+        _fill_iface(loaded.maps, ifindex, "generic" if mode == "generic" else "native")
+        with PinnedMap.from_fd(loaded.maps["local_addrs"]) as m:
+            _fill_local_addrs(m, ifindex)
+        d.mkdir(parents=True)
+        pinned = True
+        for name, fd in {**loaded.progs, **loaded.maps}.items():
+            libbpf.obj_pin(fd, str(d / name))
+        prog_fd = loaded.progs["prog"]
+        if state:                          # force: take the foreign program off first
+            _detach_prog(ifname, ifindex, state, expect_id=state.prog_id)
+        got = _attach_prog(ifname, ifindex, prog_fd, mode)
+        attached = True
+        _fill_iface(loaded.maps, ifindex, got)
+        now = netlink.xdp_state(ifindex)
+        mine = libbpf.prog_info(prog_fd).id
+        if not now or now.prog_id != mine:
+            raise XdpstackError(f"attaching to {ifname} did not stick (attached now: "
+                                f"{now.prog_id if now else 'nothing'}); try again")
+        return _attachment(ifname, ifindex, now, replaced=state.prog_id if state else 0)
+    except BaseException:
+        if attached:
+            with contextlib.suppress(Exception):
+                libbpf.xdp_attach(ifindex, -1, MODE_FLAGS[got], old_prog_fd=loaded.progs["prog"])
+        if pinned:
             _remove_pins(d)
-        loaded = Loaded(src)
-        pinned, attached = False, False
-        try:
-            _fill_iface(loaded.maps, ifindex, "generic" if mode == "generic" else "native")
-            with PinnedMap.from_fd(loaded.maps["local_addrs"]) as m:
-                _fill_local_addrs(m, ifindex)
-            d.mkdir(parents=True)
-            pinned = True
-            for name, fd in {**loaded.progs, **loaded.maps}.items():
-                libbpf.obj_pin(fd, str(d / name))
-            prog_fd = loaded.progs["prog"]
-            if state:                      # force: take the foreign program off first
-                _detach_prog(ifname, ifindex, state, expect_id=state.prog_id)
-            got = _attach_prog(ifname, ifindex, prog_fd, mode)
-            attached = True
-            _fill_iface(loaded.maps, ifindex, got)
-            now = netlink.xdp_state(ifindex)
-            mine = libbpf.prog_info(prog_fd).id
-            if not now or now.prog_id != mine:
-                raise XdpstackError(f"attaching to {ifname} did not stick (attached now: "
-                                    f"{now.prog_id if now else 'nothing'}); try again")
-            return _attachment(ifname, ifindex, now, replaced=state.prog_id if state else 0)
-        except BaseException:
-            if attached:
-                with contextlib.suppress(Exception):
-                    libbpf.xdp_attach(ifindex, -1, MODE_FLAGS[got], old_prog_fd=loaded.progs["prog"])
-            if pinned:
-                _remove_pins(d)
-            raise
-        finally:
-            loaded.close()
+        raise
 
 
 def _attach_prog(ifname: str, ifindex: int, prog_fd: int, mode: str) -> str:

@@ -92,7 +92,9 @@ class PinnedMap:
     dict or cdata; returned as int for integer types, else as an owning cdata pointer. Per-CPU
     maps return one value per possible CPU."""
 
-    def __init__(self, path: str | os.PathLike, decl: MapDecl | None = None, fd: int | None = None):
+    def __init__(self, path: str | os.PathLike, decl: MapDecl | None = None, fd: int | None = None,
+                 typed: bool = True):
+        """typed=False: metadata only (id, info), no layout from maps.h needed or checked."""
         self.path = str(path)
         self.fd = libbpf.obj_get(self.path) if fd is None else os.dup(fd)
         try:
@@ -101,7 +103,7 @@ class PinnedMap:
             os.close(self.fd)
             raise
         self.name = self.info.name.decode()
-        self.decl = decl or DECLS.get(self.name)
+        self.decl = (decl or DECLS.get(self.name)) if typed else None
         self.percpu = self.info.type in libbpf.PERCPU_TYPES
         self.ncpus = libbpf.possible_cpus() if self.percpu else 1
         self.stride = (self.info.value_size + 7) // 8 * 8 if self.percpu else self.info.value_size
@@ -636,7 +638,7 @@ def _show(m: PinnedMap, w: JsonWriter | None, out: list[str], pinned: list[str] 
 def show_text(path: str | os.PathLike, show_pinned: bool = True) -> str:
     """`bpftool [-f] map show pinned PATH` (-f: with the pinned line)."""
     out: list[str] = []
-    with PinnedMap(path) as m:
+    with PinnedMap(path, typed=False) as m:
         _show(m, None, out, [str(path)] if show_pinned else None)
     return "".join(out)
 
@@ -645,7 +647,7 @@ def show_json(path: str | os.PathLike, show_pinned: bool = True) -> str:
     """`bpftool -j [-f] map show pinned PATH`."""
     out: list[str] = []
     w = JsonWriter(out)
-    with PinnedMap(path) as m:
+    with PinnedMap(path, typed=False) as m:
         _show(m, w, out, [str(path)] if show_pinned else None)
     w.destroy()
     return "".join(out)
@@ -654,7 +656,14 @@ def show_json(path: str | os.PathLike, show_pinned: bool = True) -> str:
 def list_maps(ifnames: str | list[str], json_output: bool = False) -> str:
     """The maps of the interfaces like `bpftool [-j] -f map show` prints them (by id, with pin paths)."""
     pins = [p for n in ([ifnames] if isinstance(ifnames, str) else ifnames) for p in map_pins(n)]
-    opened = [PinnedMap(p) for p in pins]
+    opened = []
+    try:
+        for p in pins:
+            opened.append(PinnedMap(p, typed=False))
+    except BaseException:
+        for m in opened:
+            m.close()
+        raise
     try:
         opened.sort(key=lambda m: m.id)
         out: list[str] = []

@@ -512,8 +512,9 @@ class ClaimSet:
     def release(self) -> None:
         release(self.claims)
 
-    def add(self, other: ClaimSet) -> None:
-        self.claims += other.claims
+    def add(self, other: Claim | ClaimSet | Iterable[Claim]) -> None:
+        """Take over claims made elsewhere (they are then released with this set)."""
+        self.claims += [other] if isinstance(other, Claim) else list(other)
 
     @property
     def released(self) -> bool:

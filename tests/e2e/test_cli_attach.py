@@ -264,3 +264,23 @@ def test_layout_header_and_kernel_agree(module_bed):
         finally:
             loader.detach(tb.dut.ifname)
     assert_clean(tb)
+
+
+def test_pins_of_an_interface_that_is_gone(module_bed):
+    """The interface disappears while attached (its namespace or driver went away): the pins stay
+    until `detach --force` removes them; status reports them meanwhile."""
+    tb = module_bed
+    ns, br = tb.dut.ns, f"{tb.id}g"
+    tb.dut.run(f"ip link add {br} type bridge && ip link set {br} up")
+    try:
+        assert invoke("--netns", ns, "attach", br).code == 0
+        tb.dut.run(f"ip link del {br}")
+        one_line_error(invoke("--netns", ns, "detach", br), "no such interface", "pins", "--force")
+        one_line_error(invoke("--netns", ns, "status", br), "no such interface", "--force")
+        r = invoke("--netns", ns, "status", "--json")
+        assert r.code == 0 and any(d["ifname"] == br and not d["attached"] for d in r.json())
+        r = invoke("--netns", ns, "detach", br, "--force")
+        assert r.code == 0 and "stale pins" in r.out
+        assert not paths.pin_dir(br).exists()
+    finally:
+        tb.dut.run(f"ip link del {br}", check=False)

@@ -50,9 +50,11 @@ def command(root: bool = True):
             except XdpstackError as e:
                 abort(str(e), e.code)
             except PermissionError as e:
-                abort(f"{e.strerror or e}{': ' + e.filename if e.filename else ''}: `{name}` needs root")
+                where = f": {e.filename}" if e.filename else ""
+                abort(f"{e.strerror or e}{where}: `{name}` needs root")
             except OSError as e:
-                abort(f"{e.strerror or e}{' (' + str(e.filename) + ')' if e.filename else ''}")
+                where = f" ({e.filename})" if e.filename else ""
+                abort(f"{e.strerror or e}{where}")
             except KeyboardInterrupt:
                 sys.exit(130)
         return wrapper
