@@ -322,6 +322,11 @@ def test_stack_records_and_link_info(tb):
         a.close()
         with Stack.create(ifname, "c", uid=3, gid=3) as c:              # the lowest free id again
             assert c.id == 0
+    with Stack.create(ifname, "x", uid=0, gid=0, queues=2) as st, socket.socket() as not_xsk:
+        with pytest.raises(registry.UsageError, match="queues 0..1"):
+            st.set_xsk(2, not_xsk.fileno())
+        with pytest.raises(OSError):                 # only an AF_XDP socket goes into an XSKMAP
+            st.set_xsk(1, not_xsk.fileno())
     with pytest.raises(registry.UsageError):
         registry.register_stack(ifname, "", uid=0)
     with pytest.raises(registry.UsageError):
