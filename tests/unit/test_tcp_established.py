@@ -435,3 +435,38 @@ def test_active_open_established_data_roundtrip(stk):
     c.rcv = out[0].end
     c.send("PA", b"pong")
     assert c.read() == b"pong"
+
+
+# ---------------------------------------------------------------- a full TX ring
+
+
+def test_enobufs_data_retried_at_next_flush(stk):
+    c = passive_open(stk)
+    c.write(data(3000))
+    stk.fail_emits(1)
+    assert c.recv() == []                                         # the ring was full
+    assert stk.lib.tcp_tx_blocked(stk.ts)
+    assert c.info.snd_nxt == c.info.snd_una                       # as if nothing was sent
+    out = c.recv()
+    assert [len(s.payload) for s in out] == [MSS, MSS, 104]
+    assert not stk.lib.tcp_tx_blocked(stk.ts)
+    assert stk.stats().emit_nobufs == 1
+
+
+def test_enobufs_ack_retried(stk):
+    c = passive_open(stk)
+    assert c.send("A", data(MSS)) == []
+    stk.fail_emits(1)
+    assert c.send("A", data(MSS)) == []                          # the ACK found no room
+    out = c.recv()
+    assert len(out) == 1 and out[0].ack == c.snd
+
+
+def test_enobufs_persistent_then_recovers(stk):
+    a = passive_open(stk)
+    a.write(b"x")
+    stk.fail_emits(-1)
+    for _ in range(3):
+        assert a.recv() == []
+    stk.fail_emits(0)
+    assert [s.payload for s in a.recv()] == [b"x"]
