@@ -32,6 +32,7 @@ struct netsim_params {
 	uint64_t seed;
 	uint64_t bytes, bytes_back;
 	int cc, sack, ts, ws, ipv6, close;
+	int no_check;                /* skip the invariant checks (throughput measurement) */
 	uint32_t sndbuf, rcvbuf, mtu;
 	uint64_t time_limit_us;
 };
