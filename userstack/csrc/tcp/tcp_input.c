@@ -525,9 +525,11 @@ static void sync_input(struct tcp_sock *s, const struct tcp_seg *seg, uint64_t n
 	if (!seq_acceptable(s, seg->seq, seg_len)) {
 		uint32_t wnd = seq_gt(s->rcv_adv, s->rcv_nxt) ? s->rcv_adv - s->rcv_nxt : 0;
 		if (wnd == 0 && seg->seq == s->rcv_nxt && (fl & TH_ACK) && !(fl & TH_RST)) {
-			/* Zero window: still take the ACK (RFC 9293 3.10.7.4 "special allowance"). */
+			/* Zero window: still take the ACK (RFC 9293 3.10.7.4 "special allowance"),
+			 * and a bare FIN, which needs no buffer space (as Linux does). */
+			if (d.len)
+				d.flags &= (uint8_t)~TH_FIN;
 			d.len = 0;
-			d.flags &= (uint8_t)~TH_FIN;
 			s->ack_now = true;
 			tcp_mark_dirty(s);
 		} else {
