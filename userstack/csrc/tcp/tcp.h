@@ -46,6 +46,14 @@
  * the accept queue is full is dropped too, and the SYN-ACK retransmission retries it later.
  *
  * Return values: >= 0 on success, -errno on failure (the errno a kernel socket would give).
+ *
+ * Memory: sockets, their buffers (sndbuf/rcvbuf, allocated at connect/SYN, never per segment)
+ * and the tables are malloc'd; the per-segment path allocates nothing. tcp_stack_free frees
+ * every socket it can reach (listeners, connections, TIME_WAIT); a socket the application
+ * created but never connected, or holds in CLOSED, is freed by its tcp_close.
+ *
+ * Build: userstack/csrc/tcp/[a-z]*.c and userstack/csrc/timer.c, include path userstack/csrc.
+ * See README.md beside this file for the file map and what each RFC section maps to.
  */
 #pragma once
 #include <stddef.h>
