@@ -213,6 +213,16 @@ def test_nagle_holds_second_small_segment(stk):
     assert [s.payload for s in out] == [b"b"]
 
 
+def test_first_small_segment_never_waits():
+    """Nagle holds nothing while nothing is outstanding, whatever the ISN (sequence space wraps)."""
+    for i in range(16):
+        stk = Stack(quickack=0, secret=bytes([i]) * 16)
+        c = passive_open(stk)
+        c.write(b"a")
+        assert [s.payload for s in c.recv()] == [b"a"], hex(c.iss)
+        stk.free()
+
+
 def test_nodelay_sends_at_once(stk):
     c = passive_open(stk)
     assert stk.setopt(c.sock, "NODELAY", 1) == 0

@@ -608,7 +608,7 @@ int tcp_connect(struct tcp_sock *s, const struct us_endpoint *remote,
 	s->iss = tcp_isn(ts, &s->local, &s->remote, now);
 	s->snd_una = s->snd_nxt = s->snd_max = s->iss;
 	s->sb_seq = s->iss + 1;
-	s->high_rxt = s->recover = s->iss;
+	s->high_rxt = s->recover = s->snd_sml = s->iss;
 	s->snd_wnd = 0;
 	s->ca->init(&s->cc, s->mss, 0);
 	s->state = TCPS_SYN_SENT;

@@ -113,7 +113,7 @@ static void listen_input(struct tcp_sock *l, const struct us_endpoint *le, const
 	c->snd_una = c->snd_nxt = c->snd_max = c->iss;
 	c->snd_wl2 = c->iss;
 	c->sb_seq = c->iss + 1;
-	c->high_rxt = c->recover = c->iss;
+	c->high_rxt = c->recover = c->snd_sml = c->iss;
 	c->ca->init(&c->cc, c->mss, tcp_initial_cwnd(c));
 	c->state = TCPS_SYN_RECEIVED;
 	c->syn_pending = true;
