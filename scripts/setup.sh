@@ -10,7 +10,7 @@ need_root
 # Debian packages. python3-bpfcc is the only bcc we use (see README: "What we wrote by hand").
 PKGS=(python3-bpfcc bpftool libxdp-dev libbpf-dev libelf-dev zlib1g-dev pkg-config gcc clang make
       iproute2 ethtool python3-venv python3-dev linux-headers-amd64
-      curl netcat-openbsd wrk iperf3 nginx-light tcpdump)
+      curl netcat-openbsd iputils-ping wrk iperf3 nginx-light tcpdump)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

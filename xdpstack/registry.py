@@ -35,7 +35,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from xdpstack import libbpf, paths
+from xdpstack import libbpf, paths, ports
 from xdpstack.errors import ClaimError, NotRoot, PermissionDenied, PortInUse, StackError, UsageError
 from xdpstack.layout import CONST, PROTO_NAMES, PROTOS, ffi, tuple_from_key, tuple_key
 from xdpstack.maps import PinnedMap, open_map
@@ -251,6 +251,8 @@ def _collect(m: _Maps) -> list[StackRecord]:
     for sid, rec in recs.items():
         if not _pid_alive(rec.pid):
             _drop_stack_entries(m, sid, rec)
+            if rec.port_ifindex:
+                ports.delete_stale(rec.port_ifindex)
             gone.append(rec)
     for k, c in _claims(m):
         if c.stack not in recs and m.claims.delete(k):

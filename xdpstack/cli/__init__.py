@@ -6,6 +6,9 @@
     xdpstack [--netns NAME] maps list [IFACE] [--json]
     xdpstack [--netns NAME] maps dump IFACE MAP [--json]
     xdpstack [--netns NAME] stats IFACE [--watch] [--interval S] [--count N] [--json]
+    xdpstack [--netns NAME] run IFACE [--udp PORT]... [--tcp PORT]... [--addr ADDR] [--user USER]
+                                     [--queues N] [--cc ALGO] [--faults SPEC] -- CMD [ARGS]...
+    xdpstack [--netns NAME] stacks [IFACE] [--json]
     xdpstack bench demux [--json] [--repeat N]
 """
 from __future__ import annotations
@@ -13,7 +16,7 @@ from __future__ import annotations
 import click
 
 from xdpstack import __version__
-from xdpstack.cli import attach, bench, maps, stats, status
+from xdpstack.cli import attach, bench, maps, run, stats, status
 from xdpstack.cli._app import App, abort
 
 __all__ = ["cli", "main", "abort"]
@@ -35,6 +38,8 @@ cli.add_command(attach.detach)
 cli.add_command(status.status)
 cli.add_command(maps.maps)
 cli.add_command(stats.stats)
+cli.add_command(run.run)
+cli.add_command(run.stacks)
 cli.add_command(bench.bench)
 
 

@@ -1,0 +1,254 @@
+"""`xdpstack run`: an application on its own stack, supervised, and nothing left behind however it ends.
+
+Every test runs the real launcher (the `xdpstack` executable) in the dut namespace of a testbed with
+the demux attached, and checks what the kernel and the maps say afterwards.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.e2e.xdpstack_helpers import in_ns
+from tests.fixtures.testbed import wait_until
+from xdpstack import registry
+
+pytest_plugins = ["tests.e2e.xdpstack_fixtures"]
+pytestmark = pytest.mark.root
+
+XDPSTACK = os.path.join(os.path.dirname(sys.executable), "xdpstack")
+
+UDP_CLIENT = r"""
+import socket, sys
+fam, dst, port, n = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+s = socket.socket(socket.AF_INET6 if fam == "6" else socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(1.0)
+ok = 0
+for i in range(n):
+    msg = b"x%d" % i
+    s.sendto(msg, (dst, port))
+    try:
+        if s.recv(2048) == msg:
+            ok += 1
+    except TimeoutError:
+        pass
+print(ok)
+"""
+
+
+def launch(tb, *args: str, cmd=("userstack-echo",), user: str | None = "nobody") -> subprocess.Popen:
+    argv = [XDPSTACK, "--netns", tb.dut.ns, "run", tb.dut.ifname, *args]
+    if user:
+        argv += ["--user", user]
+    return tb.track(subprocess.Popen([*argv, "--", *cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True))
+
+
+def stacks(tb) -> list:
+    with in_ns(tb):
+        return registry.list_stacks(tb.dut.ifname)
+
+
+def claims(tb) -> list:
+    with in_ns(tb):
+        return registry.list_claims(tb.dut.ifname)
+
+
+def wait_running(tb, p: subprocess.Popen, n: int = 1):
+    """Until n stacks are registered and their applications have started."""
+    assert wait_until(lambda: len(stacks(tb)) >= n or p.poll() is not None, 10), "no stack registered"
+    assert p.poll() is None, p.communicate()
+    assert wait_until(lambda: app_pid(p), 5)
+
+
+def app_pid(p: subprocess.Popen) -> int | None:
+    out = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
+    return int(out[0]) if out else None
+
+
+def echoes(tb, port: int, family: int = 4, n: int = 5) -> int:
+    dst = tb.dut.addr4 if family == 4 else tb.dut.addr6
+    return int(tb.peer.run(["python3", "-c", UDP_CLIENT, str(family), dst, str(port), str(n)]).stdout)
+
+
+def kernel_can_bind(tb, proto: str, port: int) -> bool:
+    kind = "SOCK_DGRAM" if proto == "udp" else "SOCK_STREAM"
+    r = tb.dut.run(["python3", "-c", f"import socket; s = socket.socket(socket.AF_INET, socket.{kind}); "
+                    f"s.bind(('0.0.0.0', {port}))"], check=False)
+    return r.returncode == 0
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie waits for PID 1 to reap it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def assert_nothing_left(tb, *apps: int | None):
+    """No record, claim, virtual port or application process (apps: their pids) remains."""
+    assert stacks(tb) == [] and claims(tb) == []
+    links = tb.dut.run("ip -o link show").stdout
+    assert not re.search(r"\bxs\d+\.\d+[io]\b", links), links     # no virtual port left
+    for pid in apps:
+        assert pid and not running(pid), f"application {pid} still runs"
+
+
+def test_echo_v4_v6_as_unprivileged_user_then_sigterm(attached_bed):
+    tb, _ = attached_bed
+    p = launch(tb, "--udp", "7000")
+    wait_running(tb, p)
+    assert echoes(tb, 7000, 4) == 5
+    assert echoes(tb, 7000, 6) == 5
+    pid = app_pid(p)
+    assert os.stat(f"/proc/{pid}").st_uid == 65534  # nobody
+    p.send_signal(signal.SIGTERM)
+    assert p.wait(5) == 128 + signal.SIGTERM
+    assert_nothing_left(tb, pid)
+
+
+def test_stacks_lists_the_running_stack(attached_bed):
+    tb, _ = attached_bed
+    p = launch(tb, "--udp", "7010", "--name", "echo-a")
+    wait_running(tb, p)
+    echoes(tb, 7010, 4, n=3)
+    out = subprocess.run([XDPSTACK, "--netns", tb.dut.ns, "stacks", "--json"], capture_output=True, text=True)
+    (s,) = json.loads(out.stdout)
+    assert (s["name"], s["user"], s["pid"], s["launcher_pid"]) == ("echo-a", "nobody", app_pid(p), p.pid)
+    assert sorted(s["tuples"]) == ["udp 0.0.0.0:7010", "udp [::]:7010"]
+    assert s["counters"]["rx_packets"] >= 3 and s["counters"]["tx_packets"] >= 3
+    assert s["xdp_statistics"] and "rx_dropped" in s["xdp_statistics"][0]
+    text = subprocess.run([XDPSTACK, "--netns", tb.dut.ns, "stacks"], capture_output=True, text=True).stdout
+    assert "echo-a" in text and "udp 0.0.0.0:7010" in text
+    pid = app_pid(p)
+    p.send_signal(signal.SIGINT)
+    assert p.wait(5) == 128 + signal.SIGINT
+    assert_nothing_left(tb, pid)
+
+
+@pytest.mark.parametrize("code", [0, 3])
+def test_exit_status_is_passed_on(attached_bed, code):
+    tb, _ = attached_bed
+    p = launch(tb, "--udp", "7020", cmd=("sh", "-c", f"sleep 0.3; exit {code}"))
+    assert p.wait(10) == code
+    assert_nothing_left(tb)
+
+
+def test_sigkill_of_the_app_frees_the_tuple_within_a_second(attached_bed):
+    tb, _ = attached_bed
+    p = launch(tb, "--udp", "7030", "--tcp", "7030")
+    wait_running(tb, p)
+    assert not kernel_can_bind(tb, "udp", 7030)      # the reservation holds it
+    t0, pid = time.monotonic(), app_pid(p)
+    os.kill(pid, signal.SIGKILL)
+    assert wait_until(lambda: not claims(tb) and kernel_can_bind(tb, "udp", 7030)
+                      and kernel_can_bind(tb, "tcp", 7030), 1.0, 0.01)
+    assert time.monotonic() - t0 < 1.0
+    assert p.wait(5) == 128 + signal.SIGKILL
+    assert_nothing_left(tb, pid)
+
+
+def test_sigkill_of_the_launcher_takes_the_app_and_state_is_collected(attached_bed):
+    tb, _ = attached_bed
+    p = launch(tb, "--udp", "7040")
+    wait_running(tb, p)
+    app = app_pid(p)
+    p.kill()
+    p.wait(5)
+    assert wait_until(lambda: not running(app), 1.0), "the app outlived its launcher"
+    # The dead launcher's record is collected by the next registry operation on the interface.
+    with in_ns(tb):
+        gone = registry.collect_stale(tb.dut.ifname)
+    assert [r.name for r in gone] == ["userstack-echo"]
+    assert_nothing_left(tb, app)
+    assert kernel_can_bind(tb, "udp", 7040)
+
+
+def test_a_conflicting_claim_fails_before_the_command_starts(attached_bed, tmp_path):
+    tb, _ = attached_bed
+    first = launch(tb, "--udp", "7050")
+    wait_running(tb, first)
+    marker = tmp_path / "started"
+    second = launch(tb, "--udp", "7050", cmd=("touch", str(marker)), user=None)
+    out, err = second.communicate(timeout=10)
+    assert second.returncode != 0
+    assert len(err.strip().splitlines()) == 1 and "7050" in err and "userstack-echo" in err, err
+    assert not marker.exists()
+    assert len(stacks(tb)) == 1 and echoes(tb, 7050) == 5       # the first is untouched
+    pid = app_pid(first)
+    first.send_signal(signal.SIGTERM)
+    first.wait(5)
+    assert_nothing_left(tb, pid)
+
+
+def test_an_unprivileged_user_cannot_claim_a_privileged_port(attached_bed, tmp_path):
+    tb, _ = attached_bed
+    marker = tmp_path / "started"
+    p = launch(tb, "--tcp", "80", cmd=("touch", str(marker)), user="nobody")
+    _, err = p.communicate(timeout=10)
+    assert p.returncode != 0 and "ip_unprivileged_port_start" in err and len(err.strip().splitlines()) == 1
+    assert not marker.exists()
+    assert_nothing_left(tb)
+
+
+def test_a_port_the_kernel_holds_is_refused_naming_the_holder(attached_bed):
+    tb, _ = attached_bed
+    holder = tb.track(tb.dut.popen(["python3", "-c", "import socket, time; s = socket.socket(socket.AF_INET, "
+                                    "socket.SOCK_DGRAM); s.bind(('0.0.0.0', 7060)); print('ok', flush=True); "
+                                    "time.sleep(30)"], stdout=subprocess.PIPE, text=True))
+    assert holder.stdout.readline().strip() == "ok"
+    p = launch(tb, "--udp", "7060")
+    _, err = p.communicate(timeout=10)
+    holder.kill()
+    assert p.returncode != 0 and "python3" in err and len(err.strip().splitlines()) == 1, err
+    assert_nothing_left(tb)
+
+
+@pytest.mark.parametrize("args,expect", [
+    (("--udp", "7070", "--user", "no-such-user-xyz"), "no such user"),
+    (("--udp", "7070", "--queues", "0"), "--queues"),
+    ((), "claim at least one port"),
+    (("--udp", "7070", "--addr", "not-an-address"), "not an IPv4 or IPv6 address"),
+])
+def test_bad_arguments_are_one_clear_line(attached_bed, args, expect):
+    tb, _ = attached_bed
+    p = subprocess.run([XDPSTACK, "--netns", tb.dut.ns, "run", tb.dut.ifname, *args, "--", "true"],
+                       capture_output=True, text=True, timeout=20)
+    assert p.returncode != 0 and expect in p.stderr, p.stderr
+    assert_nothing_left(tb)
+
+
+def test_command_not_found_and_interface_not_attached(attached_bed):
+    tb, _ = attached_bed
+    p = subprocess.run([XDPSTACK, "--netns", tb.dut.ns, "run", tb.dut.ifname, "--udp", "7080", "--",
+                        "no-such-command-xyz"], capture_output=True, text=True, timeout=20)
+    assert p.returncode != 0 and "command not found" in p.stderr
+    p = subprocess.run([XDPSTACK, "--netns", tb.dut.ns, "run", "lo", "--udp", "7080", "--", "true"],
+                       capture_output=True, text=True, timeout=20)
+    assert p.returncode != 0 and "not attached" in p.stderr and "xdpstack attach lo" in p.stderr
+    assert_nothing_left(tb)
+
+
+def test_kernel_services_keep_working_beside_a_stack(attached_bed):
+    tb, _ = attached_bed
+    kecho = tb.track(tb.dut.popen(["python3", "-c", "import socket; s = socket.socket(socket.AF_INET, "
+                                   "socket.SOCK_DGRAM); s.bind(('0.0.0.0', 7091)); print('ok', flush=True)\n"
+                                   "while True:\n  d, a = s.recvfrom(2048); s.sendto(d, a)"],
+                                  stdout=subprocess.PIPE, text=True))
+    assert kecho.stdout.readline().strip() == "ok"
+    p = launch(tb, "--udp", "7090")
+    wait_running(tb, p)
+    assert echoes(tb, 7090, n=20) == 20 and echoes(tb, 7091, n=20) == 20
+    pid = app_pid(p)
+    p.send_signal(signal.SIGTERM)
+    p.wait(5)
+    kecho.kill()
+    assert_nothing_left(tb, pid)
