@@ -490,3 +490,23 @@ def test_enobufs_persistent_then_recovers(stk):
         assert a.recv() == []
     stk.fail_emits(0)
     assert [s.payload for s in a.recv()] == [b"x"]
+
+
+def test_shutdown_rd_with_out_of_order_data_pending(stk):
+    """Found by the fuzzer: out-of-order ranges must not survive SHUT_RD."""
+    c = passive_open(stk)
+    base = c.snd
+    c.send("PA", b"later", seq=base + 10)
+    assert stk.lib.tcp_shutdown(c.sock, 0) == 0
+    c.send("PA", b"0123456789abcdefghij", seq=base)
+    stk.check()
+    assert c.read() == b""
+
+
+def test_data_beyond_fin_ignored(stk):
+    c = passive_open(stk)
+    base = c.snd
+    c.send("PA", b"bogus", seq=base + 1)               # "after" the FIN below
+    c.send("FA", seq=base)
+    stk.check()
+    assert c.state == "CLOSE-WAIT" and c.read() == b""

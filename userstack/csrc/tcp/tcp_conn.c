@@ -773,8 +773,10 @@ int tcp_shutdown(struct tcp_sock *s, int how)
 		return -ENOTCONN;
 	if (how != TCP_SHUT_WR) {
 		s->rd_shut = true;
+		if (s->mem)
+			s->mem->ooo.n = 0;                  /* from now on only in-order data counts */
 		if (s->rcvbuf.buf)
-			tcp_ring_consume(&s->rcvbuf, s->rcvbuf.len, has_ooo(s));
+			tcp_ring_consume(&s->rcvbuf, s->rcvbuf.len, 0);
 		tcp_notify(s, false);
 	}
 	if (how != TCP_SHUT_RD)
@@ -823,6 +825,8 @@ void tcp_close(struct tcp_sock *s)
 	}
 	s->rst_on_data = true;
 	s->rd_shut = true;
+	if (s->mem)
+		s->mem->ooo.n = 0;
 	queue_fin(s);
 	if (s->state == TCPS_FIN_WAIT_2)
 		tcp_timer_set(s, T_CLOSE, ts->now + ts->cfg.time_wait_us);

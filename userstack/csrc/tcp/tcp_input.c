@@ -207,6 +207,8 @@ static void process_fin(struct tcp_sock *s, uint64_t now)
 	s->rcv_nxt++;
 	s->fin_rcvd = true;
 	s->ooo_fin = false;
+	if (s->mem)
+		s->mem->ooo.n = 0;                      /* anything "after" the FIN is bogus */
 	s->ack_now = true;
 	tcp_mark_dirty(s);
 	switch (s->state) {

@@ -13,6 +13,7 @@
  *   ./fuzz_tcp_input -max_total_time=60 userstack/csrc/tcp/fuzz/corpus
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -232,8 +233,11 @@ static void setup(struct fz *f, uint8_t sc)
 
 static void check(struct fz *f)
 {
-	if (tcp_check_invariants(f->ts))
+	int line = tcp_check_invariants(f->ts);
+	if (line) {
+		fprintf(stderr, "invariant broken: tcp_conn.c:%d\n", line);
 		abort();
+	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
