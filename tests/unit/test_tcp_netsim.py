@@ -23,7 +23,8 @@ def ok(r):
 @pytest.mark.parametrize("cc", [0, 1], ids=["newreno", "cubic"])
 def test_bulk_transfer_under_loss(loss, limit_s, cc):
     for seed in (1, 2):
-        r = netsim(bytes=10 * MB, loss=loss, cc=cc, seed=seed, close=1, time_limit_us=int(limit_s * 1_000_000),
+        r = netsim(bytes=10 * MB, loss=loss, cc=cc, seed=seed, close=1,
+                   time_limit_us=int(limit_s * 1_000_000),
                    **NOISE)
         ok(r)
         assert r.delivered == 10 * MB
