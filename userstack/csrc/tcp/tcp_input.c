@@ -271,6 +271,9 @@ static void receive_data(struct tcp_sock *s, const struct tcp_seg *seg, uint64_t
 	}
 	struct tcp_ring *rb = &s->rcvbuf;
 	uint32_t room = rb->cap - rb->len;
+	uint32_t wnd = seq_gt(s->rcv_adv, s->rcv_nxt) ? s->rcv_adv - s->rcv_nxt : 0;
+	if (room > wnd)
+		room = wnd;                             /* trim to the window we advertised */
 	uint32_t off = seq - s->rcv_nxt;
 	if (off >= room) {
 		s->ack_now = true;
