@@ -10,13 +10,14 @@
                                      [--queues N] [--cc ALGO] [--faults SPEC] -- CMD [ARGS]...
     xdpstack [--netns NAME] stacks [IFACE] [--json]
     xdpstack bench demux [--json] [--repeat N]
+    xdpstack demo [--seconds S] [--rate N]
 """
 from __future__ import annotations
 
 import click
 
 from xdpstack import __version__
-from xdpstack.cli import attach, bench, maps, run, stats, status
+from xdpstack.cli import attach, bench, demo, maps, run, stats, status
 from xdpstack.cli._app import App, abort
 
 __all__ = ["cli", "main", "abort"]
@@ -41,6 +42,7 @@ cli.add_command(stats.stats)
 cli.add_command(run.run)
 cli.add_command(run.stacks)
 cli.add_command(bench.bench)
+cli.add_command(demo.demo)
 
 
 def main() -> None:
