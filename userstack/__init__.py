@@ -7,10 +7,13 @@ with cffi); this package is its Python face:
     Stack.from_env()            the stack `xdpstack run` prepared for this process
     Stack.create(ifname, ...)   a stack in this (privileged) process: tests, benchmarks
     stack.socket(AF_INET, SOCK_DGRAM) -> UdpSocket (bind/sendto/recvfrom/settimeout/fileno)
+    stack.socket(AF_INET, SOCK_STREAM) -> TcpSocket (listen/accept/connect/send/recv/shutdown ...)
     userstack.aio.create_datagram_endpoint(stack, factory, local_addr=...)
+    userstack.aio.start_server(cb, host, port, stack=...), open_connection(host, port, stack=...)
     userstack.xsk.create(...)   AF_XDP sockets + UMEM for a launcher
     userstack.ctl               codec of the stack <-> launcher control channel
 """
 from userstack.stack import Stack, UdpSocket
+from userstack.tcp import TcpSocket
 
-__all__ = ["Stack", "UdpSocket"]
+__all__ = ["Stack", "TcpSocket", "UdpSocket"]

@@ -1,4 +1,4 @@
-"""The Python API of a user-level stack: Stack and its UDP sockets.
+"""The Python API of a user-level stack: Stack and its UDP sockets (TCP sockets: userstack.tcp).
 
 Inside an application launched by `xdpstack run`:
 
@@ -7,6 +7,7 @@ Inside an application launched by `xdpstack run`:
     s.bind(("0.0.0.0", 7000))
     data, addr = s.recvfrom(2048)
     s.sendto(data, addr)
+    t = stack.socket(socket.AF_INET, socket.SOCK_STREAM)     # a TcpSocket
 
 A background thread (C, no GIL) drives the stack; every call into the C fast path releases the
 GIL. Sockets behave like the socket module's: blocking by default, settimeout/setblocking,
@@ -17,6 +18,7 @@ from __future__ import annotations
 import errno
 import socket as _socket
 import time
+import weakref
 
 from userstack._lib import (
     AF_FROM_SOCKET,
@@ -39,6 +41,7 @@ class Stack:
         self._xsks = xsks
         self._resolver = resolver
         self._socks: set[UdpSocket] = set()
+        self._tcp: weakref.WeakSet = weakref.WeakSet()   # a TCP socket nobody holds is closed
         if driver:
             check(lib.us_driver_start(handle))
         self.driven = driver
@@ -145,10 +148,36 @@ class Stack:
         return lib.us_stack_fd(self._st)
 
     # -- operation ----------------------------------------------------------------------------
-    def socket(self, family=_socket.AF_INET, type=_socket.SOCK_DGRAM, proto=0) -> UdpSocket:
-        if type != _socket.SOCK_DGRAM:
-            raise OSError(errno.EPROTONOSUPPORT, "only UDP (SOCK_DGRAM) sockets so far")
-        return UdpSocket(self, family)
+    def socket(self, family=_socket.AF_INET, type=_socket.SOCK_DGRAM, proto=0):
+        """A UdpSocket (SOCK_DGRAM) or a TcpSocket (SOCK_STREAM), as socket.socket would."""
+        kind = type & ~(_socket.SOCK_NONBLOCK | _socket.SOCK_CLOEXEC)
+        if kind == _socket.SOCK_DGRAM and proto in (0, _socket.IPPROTO_UDP):
+            s = UdpSocket(self, family)
+        elif kind == _socket.SOCK_STREAM and proto in (0, _socket.IPPROTO_TCP):
+            from userstack.tcp import TcpSocket
+            s = TcpSocket(self, family)
+        else:
+            raise OSError(errno.EPROTONOSUPPORT, "TCP (SOCK_STREAM) or UDP (SOCK_DGRAM) only")
+        if type & _socket.SOCK_NONBLOCK:
+            s.setblocking(False)
+        return s
+
+    def tcp_socket(self, family=_socket.AF_INET):
+        from userstack.tcp import TcpSocket
+        return TcpSocket(self, family)
+
+    def tcp_configure(self, spec: str = "", **knobs) -> None:
+        """Set the stack's TCP knobs (the XDPSTACK_TCP syntax of csrc/env.h, or keywords:
+        cc="newreno", sndbuf=4 << 20, rto_min_ms=5 ...) before its first TCP socket."""
+        words = [spec] + [f"{k}={v}" for k, v in knobs.items()]
+        self._check_open()
+        check(lib.us_stack_tcp_configure(self._st, " ".join(w for w in words if w).encode()))
+
+    def tcp_stats(self) -> dict:
+        self._check_open()
+        s = ffi.new("struct us_tcp_stats *")
+        lib.us_tcp_stack_stats(self._st, s)
+        return struct_dict(s)
 
     def poll(self, timeout: float = 0) -> int:
         """Process RX/control/timers once (only without the driver thread). Returns frames."""
@@ -175,6 +204,11 @@ class Stack:
         c.dirs = (lib.US_FAULT_RX if rx else 0) | (lib.US_FAULT_TX if tx else 0)
         check(lib.us_stack_set_faults(self._st, c))
 
+    def configure_faults(self, spec: str) -> None:
+        """Fault injection from the XDPSTACK_FAULTS syntax: "seed=1 drop=0.05 reorder=0.02 dir=both"."""
+        self._check_open()
+        check(lib.us_stack_faults_configure(self._st, spec.encode()))
+
     def fault_stats(self) -> dict:
         s = ffi.new("struct us_fault_stats *")
         check(lib.us_stack_fault_stats(self._st, s))
@@ -198,7 +232,7 @@ class Stack:
     def close(self) -> None:
         if self._st is None:
             return
-        for s in list(self._socks):
+        for s in list(self._socks) + list(self._tcp):
             s.close()
         lib.us_stack_close(self._st)
         self._st = None

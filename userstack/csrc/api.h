@@ -27,6 +27,7 @@
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include "addr.h"
 #include "env.h"
 
@@ -123,8 +124,13 @@ const struct us_desc *us_stack_desc(struct us_stack *st);
 int us_neigh_set(struct us_stack *st, const struct us_addr *dst, const uint8_t *mac);
 
 /* ---- sockets: common ---- */
+/* Close any socket (TCP: the graceful close described below). The handle is invalid after. */
 int us_sock_close(struct us_sock *s);
-/* An eventfd readable while the socket is readable or has an error (selectors, asyncio). */
+/* A file descriptor for selectors, epoll and asyncio that mirrors the socket's readiness:
+ * UDP: an eventfd readable while a datagram or an error waits.
+ * TCP: readable (POLLIN) while data, end of stream, a connection to accept or an error waits;
+ * writable (POLLOUT) while us_tcp_write would take data (so also once a connect completes or
+ * fails). Never read or write it yourself. Owned by the socket: closed with it. */
 int us_sock_fileno(struct us_sock *s);
 void us_sock_set_user(struct us_sock *s, void *user);
 /* Events us_wait reports for this socket (default US_EV_IN | US_EV_ERR | US_EV_HUP). */
@@ -156,6 +162,149 @@ int us_udp_recvfrom(struct us_sock *s, void *buf, size_t len, struct us_endpoint
 /* Up to n queued datagrams, never waits. Returns the number received (0 when none). */
 int us_udp_recvmmsg(struct us_sock *s, struct us_msg *msgs, int n);
 
-/* ---- TCP: added by the TCP integration (issue 4) ----
- * us_tcp_socket, us_tcp_listen, us_tcp_accept, us_tcp_connect, us_tcp_read, us_tcp_write,
- * us_tcp_shutdown; readiness through the same us_wait events. */
+/* ---- TCP ----
+ * A TCP server on a claimed port, run to completion from the us_wait loop:
+ *
+ *     struct us_sock *l = us_tcp_socket(st, US_AF4, &err);
+ *     struct us_endpoint ep = { .addr = { .family = US_AF4 }, .port = 8080 };
+ *     us_tcp_bind(l, &ep);                                   // -EACCES unless claimed
+ *     us_tcp_listen(l, 1024);
+ *     for (;;) {
+ *         int n = us_wait(st, ev, 64, -1);
+ *         for (int i = 0; i < n; i++) {
+ *             if (ev[i].sock == l) { struct us_sock *c;
+ *                 while ((c = us_tcp_accept(l, NULL, &err))) us_sock_set_user(c, conn_new(c)); }
+ *             else { ssize_t k = us_tcp_read(ev[i].sock, buf, sizeof buf);   // 0: peer's FIN
+ *                    ... us_tcp_write(ev[i].sock, reply, len, US_MSG_MORE); }  // sent by us_wait
+ *         }
+ *     }
+ *
+ * A client: us_tcp_connect returns -EINPROGRESS (like a non-blocking kernel socket); the socket
+ * becomes writable (US_EV_OUT, ask for it with us_sock_set_events) when connected, or reports
+ * US_EV_ERR with the error in us_sock_error (-ECONNREFUSED, -ETIMEDOUT, -EADDRNOTAVAIL). The local
+ * port of an active open is claimed from the kernel through the launcher (never blocking the
+ * stack: a few claimed ports are kept ready). us_sock_wait waits for one socket (blocking style).
+ *
+ * Errors are the kernel's: reads and writes return -EAGAIN when they would block, -ECONNRESET
+ * once after a reset (then -EPIPE for writes, 0 for reads), -EPIPE after shutdown(WR), -ENOTCONN
+ * before the connection exists. Writes never raise SIGPIPE.
+ *
+ * Closing: us_sock_close is the graceful close (FIN after the queued data; a RST instead when
+ * received data is left unread, RFC 2525) and the stack finishes it on its own, TIME_WAIT
+ * included; us_tcp_abort resets the connection at once. Listeners are IPv4- or IPv6-only (as
+ * with IPV6_V6ONLY): bind one socket per family. */
+
+#define US_EV_RDHUP 0x2000     /* TCP: the peer sent FIN (reads return 0 once the data is read) */
+
+#define US_SHUT_RD   0
+#define US_SHUT_WR   1
+#define US_SHUT_RDWR 2
+
+/* Options for us_tcp_setsockopt / us_tcp_getsockopt (int values; times in seconds). */
+enum us_tcp_opt {
+	US_TCP_NODELAY = 1,        /* 1: Nagle off (send small segments at once) */
+	US_SO_KEEPALIVE,           /* 1: keepalive probes after KEEPIDLE s idle */
+	US_TCP_KEEPIDLE, US_TCP_KEEPINTVL, US_TCP_KEEPCNT,
+	US_SO_SNDBUF, US_SO_RCVBUF,/* bytes; before connect/listen only (-EISCONN after) */
+	US_TCP_CONGESTION,         /* US_CC_NEWRENO or US_CC_CUBIC, any time */
+	US_TCP_MAXSEG,             /* get: send MSS; set: clamp, before connect/listen */
+	US_SO_ERROR,               /* get: pending error as a positive errno, cleared */
+};
+#define US_CC_NEWRENO 0
+#define US_CC_CUBIC   1
+
+/* One contiguous piece of a buffer (us_tcp_peek, us_tcp_writev). */
+struct us_iov {
+	void *base;
+	size_t len;
+};
+
+/* Like Linux's TCP_INFO (times in microseconds, windows in bytes). */
+struct us_tcp_info {
+	uint8_t state;             /* US_TCP_* below */
+	uint8_t ca_state;          /* 0 open, 1 disorder, 2 recovery, 3 loss (after an RTO) */
+	uint8_t options;           /* 1 SACK, 2 timestamps, 4 window scaling (negotiated) */
+	uint8_t snd_wscale, rcv_wscale;
+	uint8_t cc;                /* US_CC_* */
+	uint8_t backoff;           /* RTO backoffs in a row */
+	uint8_t pad;
+	uint32_t rto_us, srtt_us, rttvar_us, min_rtt_us;
+	uint32_t snd_mss, rcv_mss;
+	uint32_t cwnd, ssthresh, snd_wnd, rcv_wnd;
+	uint32_t unacked, sacked, lost, retrans_out;    /* bytes in flight / SACKed / lost / resent */
+	uint32_t sndbuf_used, sndbuf, rcvbuf_used, rcvbuf;
+	uint64_t bytes_sent, bytes_retrans, bytes_acked, bytes_received;
+	uint64_t segs_out, segs_in, retransmits, timeouts, fast_retransmits, recoveries;
+	uint64_t zero_window_probes, keepalive_probes;
+};
+
+enum us_tcp_state {
+	US_TCP_CLOSED = 0, US_TCP_LISTEN, US_TCP_SYN_SENT, US_TCP_SYN_RECEIVED, US_TCP_ESTABLISHED,
+	US_TCP_FIN_WAIT_1, US_TCP_FIN_WAIT_2, US_TCP_CLOSE_WAIT, US_TCP_CLOSING, US_TCP_LAST_ACK,
+	US_TCP_TIME_WAIT,
+};
+
+/* Counters of the stack's TCP. */
+struct us_tcp_stats {
+	uint64_t segs_in, segs_out, bytes_in, bytes_out;   /* bytes: payload */
+	uint64_t bad_segs, rst_in, rst_out, no_socket;
+	uint64_t retransmits, timeouts, fast_retransmits;
+	uint64_t challenge_acks, paws_drops, ooo_segs, listen_drops;
+	uint64_t active_opens, passive_opens, established_resets;
+	uint64_t emit_nobufs;                              /* TX ring full: sent later */
+	uint64_t port_claims, port_claim_failures;         /* ephemeral ports claimed through the launcher */
+	uint32_t conns, listeners, time_wait, ports_ready; /* now */
+};
+
+struct us_sock *us_tcp_socket(struct us_stack *st, int family, int *err);
+/* Set the local endpoint. For a listener it must be a claimed tuple (-EACCES otherwise;
+ * -EADDRNOTAVAIL: not a local address; -EADDRINUSE: another listener has it). Port 0 (or no bind
+ * at all) before connect: an ephemeral port is claimed at connect time. */
+int us_tcp_bind(struct us_sock *s, const struct us_endpoint *local);
+/* backlog <= 0: the stack's default (XDPSTACK_TCP backlog=, 128). -EDESTADDRREQ when unbound. */
+int us_tcp_listen(struct us_sock *s, int backlog);
+/* A connection from the listener's queue (peer filled when not NULL), or NULL with
+ * *err = -EAGAIN (none waiting) or -EINVAL (not listening). The new socket has the listener's
+ * options and user pointer NULL. */
+struct us_sock *us_tcp_accept(struct us_sock *listener, struct us_endpoint *peer, int *err);
+/* Start an active open: -EINPROGRESS (completion as above), or -EISCONN, -EALREADY, -EINVAL,
+ * -EAFNOSUPPORT, -EADDRINUSE. */
+int us_tcp_connect(struct us_sock *s, const struct us_endpoint *remote);
+/* Copy up to len received bytes: the count, 0 at end of stream, or -errno. */
+ssize_t us_tcp_read(struct us_sock *s, void *buf, size_t len);
+/* Zero-copy reading: the readable bytes as up to two pieces (iov[0], iov[1]), returns the total
+ * (0 with nothing to read; check us_tcp_read for end of stream/errors). The pieces stay valid and
+ * unchanged until us_tcp_consume or close of this socket. Then consume what was used. */
+ssize_t us_tcp_peek(struct us_sock *s, struct us_iov iov[2]);
+int us_tcp_consume(struct us_sock *s, size_t n);
+/* Queue up to len bytes for sending (copied once into the send buffer): the count taken (less
+ * than len when the buffer fills), or -EAGAIN when it is full, or -errno. Sent at once unless
+ * flags has US_MSG_MORE (then by the next us_wait/us_poll/us_flush: batch replies that way). */
+ssize_t us_tcp_write(struct us_sock *s, const void *buf, size_t len, int flags);
+ssize_t us_tcp_writev(struct us_sock *s, const struct us_iov *iov, int iovcnt, int flags);
+/* Bytes that us_tcp_write would take now / bytes that us_tcp_read would return now. */
+size_t us_tcp_send_space(struct us_sock *s);
+size_t us_tcp_recv_avail(struct us_sock *s);
+/* US_SHUT_WR sends FIN after the queued data; US_SHUT_RD discards what arrives. */
+int us_tcp_shutdown(struct us_sock *s, int how);
+/* RST (if the connection is synchronized) and free the socket: the handle is invalid after. */
+int us_tcp_abort(struct us_sock *s);
+int us_tcp_setsockopt(struct us_sock *s, int opt, int val);
+int us_tcp_getsockopt(struct us_sock *s, int opt, int *val);
+/* The remote endpoint: -ENOTCONN unless connected (or connecting). */
+int us_sock_peer(struct us_sock *s, struct us_endpoint *out);
+int us_tcp_info(struct us_sock *s, struct us_tcp_info *out);
+void us_tcp_stack_stats(struct us_stack *st, struct us_tcp_stats *out);
+
+/* ---- waiting on one socket (blocking-style code, any socket type) ----
+ * Wait until the socket has one of `events` (US_EV_*; US_EV_ERR and US_EV_HUP are always
+ * included) or timeout_ms passes (-1: forever). Returns the events ready (> 0), 0 on timeout,
+ * -EINTR. Drives the stack itself when no driver thread runs. */
+int us_sock_wait(struct us_sock *s, uint32_t events, int timeout_ms);
+
+/* ---- per-stack options (also read from the environment when the stack opens: env.h) ---- */
+/* TCP knobs as in XDPSTACK_TCP ("cc=newreno sndbuf=4194304 ..."); before the first TCP socket
+ * only (-EBUSY after); -EINVAL names nothing known or a bad value. */
+int us_stack_tcp_configure(struct us_stack *st, const char *spec);
+/* Fault injection as in XDPSTACK_FAULTS ("seed=1 drop=0.05 dir=both"); see fault.h. */
+int us_stack_faults_configure(struct us_stack *st, const char *spec);

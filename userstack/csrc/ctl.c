@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include "stack.h"
+#include "wire.h"
 
 int us_ctl_send(struct us_stack *st, union us_ctl_msg *m)
 {
@@ -65,6 +66,10 @@ void us_ctl_input(struct us_stack *st)
 				st->claim_done = 1;
 				if (st->waiters)
 					pthread_cond_broadcast(&st->cond);
+			} else if (m.claimed.proto == US_IPPROTO_TCP) {
+				us_tcp_claimed(st, &m.claimed);   /* an active open's port */
+			} else {
+				st->stats.ctl_bad++;
 			}
 			break;
 		default:
@@ -102,9 +107,11 @@ int us_ctl_claim_ephemeral(struct us_stack *st, uint8_t proto, uint8_t family,
 			st->waiters++;
 			pthread_cond_timedwait(&st->cond, &st->lock, &ts);
 			st->waiters--;
-		} else {
+		} else {                   /* read it ourselves, the lock released meanwhile */
 			struct pollfd p = { .fd = st->ctlfd, .events = POLLIN };
+			pthread_mutex_unlock(&st->lock);
 			poll(&p, 1, (int)((deadline - now) / 1000000 + 1));
+			pthread_mutex_lock(&st->lock);
 			us_ctl_input(st);
 		}
 	}

@@ -18,6 +18,18 @@ const struct us_addr *us_pick_source(const struct us_stack *st, uint8_t family)
 	return NULL;
 }
 
+bool us_tuple_claimed(const struct us_stack *st, uint8_t proto, const struct us_endpoint *ep)
+{
+	for (uint32_t i = 0; i < st->desc.ntuples; i++) {
+		const struct us_tuple *t = &st->desc.tuples[i];
+		if (t->proto != proto || t->port != ep->port || t->addr.family != ep->addr.family)
+			continue;
+		if (us_addr_is_any(&t->addr) || us_addr_eq(&t->addr, &ep->addr))
+			return true;
+	}
+	return false;
+}
+
 void us_ip_input(struct us_stack *st, const struct us_frame *f)
 {
 	struct us_parsed p;
@@ -41,11 +53,9 @@ void us_ip_input(struct us_stack *st, const struct us_frame *f)
 	}
 	if (p.ip.proto == US_IPPROTO_UDP) {
 		us_udp_input(st, &p);
-	} else if (st->tcp_input) {
-		st->stats.rx_tcp++;
-		st->tcp_input(st, &p, f);
 	} else {
-		st->stats.rx_no_socket++;
+		st->stats.rx_tcp++;
+		us_tcp_input(st, &p);
 	}
 }
 

@@ -1,12 +1,26 @@
 /* memdev.c: an in-memory netdev (see testing.h). Buffers come from one pool; a frame is in
- * exactly one place: free, an RX queue, handed out, the TX queue or the sent queue. */
+ * exactly one place: free, an RX queue, handed out, the TX queue or the sent queue.
+ * Two memdevs can be joined by a wire (us_test_link): what one sends, the other receives. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "stack.h"
 #include "testing.h"
 
 struct fifo { uint32_t *v; uint32_t head, tail, cap; };
+
+/* One direction of a wire: a bounded queue of frame copies with its own lock (always taken
+ * last, so the two stacks' locks never nest). */
+struct wire {
+	pthread_mutex_t mu;
+	uint8_t *buf;
+	uint32_t *len;
+	uint32_t room, depth, head, tail;
+	uint64_t frames, drops;
+	int wakefd;                /* the receiving stack's wake eventfd, -1 once it is gone */
+	int refs;
+};
 
 struct memdev {
 	struct us_netdev dev;
@@ -15,7 +29,22 @@ struct memdev {
 	struct fifo free, sent;
 	struct fifo rx[4];
 	uint32_t *len;
+	struct wire *out, *in;
+	int out_dirty;
 };
+
+static void wire_put(struct wire *w)
+{
+	pthread_mutex_lock(&w->mu);
+	int last = --w->refs == 0;
+	pthread_mutex_unlock(&w->mu);
+	if (last) {
+		pthread_mutex_destroy(&w->mu);
+		free(w->buf);
+		free(w->len);
+		free(w);
+	}
+}
 
 static int fifo_init(struct fifo *f, uint32_t cap)
 {
@@ -51,6 +80,21 @@ static int md_rx_burst(struct us_netdev *d, int q, struct us_frame *f, int max)
 		f[n].queue = q;
 		n++;
 	}
+	struct wire *w = m->in;
+	if (w && q == 0 && n < max) {
+		pthread_mutex_lock(&w->mu);
+		while (n < max && w->head != w->tail && !fifo_get(&m->free, &i)) {
+			uint32_t slot = w->head++ % w->depth;
+			uint32_t len = w->len[slot] < d->frame_room ? w->len[slot] : d->frame_room;
+			memcpy(m->pool + (size_t)i * d->frame_room, w->buf + (size_t)slot * w->room, len);
+			f[n].addr = i;
+			f[n].data = m->pool + (size_t)i * d->frame_room;
+			f[n].len = len;
+			f[n].queue = q;
+			n++;
+		}
+		pthread_mutex_unlock(&w->mu);
+	}
 	return n;
 }
 
@@ -78,6 +122,22 @@ static int md_tx_alloc(struct us_netdev *d, int q, struct us_frame *f)
 static void md_tx_submit(struct us_netdev *d, struct us_frame *f)
 {
 	struct memdev *m = (struct memdev *)d;
+	struct wire *w = m->out;
+	if (w) {                       /* onto the wire (dropped when it is full), the buffer freed */
+		pthread_mutex_lock(&w->mu);
+		if (w->tail - w->head < w->depth && f->len <= w->room) {
+			uint32_t slot = w->tail++ % w->depth;
+			memcpy(w->buf + (size_t)slot * w->room, f->data, f->len);
+			w->len[slot] = f->len;
+			w->frames++;
+		} else {
+			w->drops++;
+		}
+		pthread_mutex_unlock(&w->mu);
+		fifo_put(&m->free, (uint32_t)f->addr);
+		m->out_dirty = 1;
+		return;
+	}
 	m->len[f->addr] = f->len;
 	fifo_put(&m->sent, (uint32_t)f->addr);
 }
@@ -87,12 +147,31 @@ static void md_tx_free(struct us_netdev *d, struct us_frame *f)
 	fifo_put(&((struct memdev *)d)->free, (uint32_t)f->addr);
 }
 
-static int md_flush(struct us_netdev *d) { (void)d; return 0; }
+static int md_flush(struct us_netdev *d)
+{
+	struct memdev *m = (struct memdev *)d;
+	if (m->out_dirty) {            /* wake the receiving stack once per batch */
+		m->out_dirty = 0;
+		pthread_mutex_lock(&m->out->mu);
+		uint64_t one = 1;
+		if (m->out->wakefd >= 0 && write(m->out->wakefd, &one, sizeof(one)) < 0) { /* saturated */ }
+		pthread_mutex_unlock(&m->out->mu);
+	}
+	return 0;
+}
 static void md_pre_sleep(struct us_netdev *d) { (void)d; }
 
 static void md_destroy(struct us_netdev *d)
 {
 	struct memdev *m = (struct memdev *)d;
+	if (m->in) {
+		pthread_mutex_lock(&m->in->mu);
+		m->in->wakefd = -1;        /* this stack's eventfd is about to close */
+		pthread_mutex_unlock(&m->in->mu);
+		wire_put(m->in);
+	}
+	if (m->out)
+		wire_put(m->out);
 	free(m->pool);
 	free(m->len);
 	free(m->free.v);
@@ -192,4 +271,62 @@ int us_test_free_frames(struct us_stack *st)
 	int n = (int)(m->free.tail - m->free.head);
 	pthread_mutex_unlock(&st->lock);
 	return n;
+}
+
+static struct wire *wire_new(uint32_t depth, uint32_t room, int wakefd)
+{
+	struct wire *w = calloc(1, sizeof(*w));
+	if (!w)
+		return NULL;
+	w->buf = malloc((size_t)depth * room);
+	w->len = calloc(depth, sizeof(uint32_t));
+	if (!w->buf || !w->len) {
+		free(w->buf);
+		free(w->len);
+		free(w);
+		return NULL;
+	}
+	pthread_mutex_init(&w->mu, NULL);
+	w->room = room;
+	w->depth = depth;
+	w->wakefd = wakefd;
+	w->refs = 2;
+	return w;
+}
+
+int us_test_link(struct us_stack *a, struct us_stack *b, uint32_t depth)
+{
+	if (a == b || depth < 1)
+		return -EINVAL;
+	struct memdev *ma = (struct memdev *)a->base_dev, *mb = (struct memdev *)b->base_dev;
+	if (ma->dev.ops != &md_ops || mb->dev.ops != &md_ops || ma->out || ma->in || mb->out || mb->in)
+		return -EINVAL;
+	uint32_t room = ma->dev.frame_room > mb->dev.frame_room ? ma->dev.frame_room : mb->dev.frame_room;
+	struct wire *ab = wire_new(depth, room, b->wakefd), *ba = wire_new(depth, room, a->wakefd);
+	if (!ab || !ba) {
+		if (ab) { ab->refs = 1; wire_put(ab); }
+		if (ba) { ba->refs = 1; wire_put(ba); }
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&a->lock);
+	ma->out = ab;
+	ma->in = ba;
+	pthread_mutex_unlock(&a->lock);
+	pthread_mutex_lock(&b->lock);
+	mb->out = ba;
+	mb->in = ab;
+	pthread_mutex_unlock(&b->lock);
+	return 0;
+}
+
+int us_test_link_stats(struct us_stack *st, uint64_t *frames_out, uint64_t *drops_out)
+{
+	struct memdev *m = (struct memdev *)st->base_dev;
+	if (m->dev.ops != &md_ops || !m->out)
+		return -EINVAL;
+	pthread_mutex_lock(&m->out->mu);
+	*frames_out = m->out->frames;
+	*drops_out = m->out->drops;
+	pthread_mutex_unlock(&m->out->mu);
+	return 0;
 }

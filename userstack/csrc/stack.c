@@ -69,6 +69,10 @@ struct us_stack *us_stack_open_dev(const struct us_desc *d, struct us_netdev *de
 	}
 	st->now = us_now_ns();
 	st->ip_id = (uint16_t)(st->now ^ getpid());
+	struct us_tcp_opts o;
+	us_tcp_opts_default(&o);
+	if ((r = us_tcp_open(st, &o)))
+		goto fail;
 	*err = 0;
 	return st;
 fail:
@@ -93,6 +97,13 @@ struct us_stack *us_stack_open(const struct us_desc *d, int *err)
 		return NULL;
 	}
 	st->is_xdev = 1;
+	int r = us_stack_apply_env(st);    /* XDPSTACK_CC, XDPSTACK_TCP, XDPSTACK_FAULTS */
+	if (r) {
+		st->desc.owns_fds = 0;             /* the caller's, on failure */
+		us_stack_close(st);
+		*err = r;
+		return NULL;
+	}
 	return st;
 }
 
@@ -119,13 +130,12 @@ void us_stack_close(struct us_stack *st)
 		return;
 	us_driver_stop(st);
 	pthread_mutex_lock(&st->lock);
-	while (st->all) {
-		struct us_sock *s = st->all;
+	for (struct us_sock *s = st->all, *next; s; s = next) {
+		next = s->all_next;
 		if (s->type == US_SOCK_UDP)
 			us_udp_close_locked(s);
-		else
-			break;             /* TCP sockets: closed by the TCP integration's hook */
 	}
+	us_tcp_close_all(st);              /* closing connections get linger_ms to finish */
 	us_neigh_flush_all(st);
 	us_stack_flush_locked(st);
 	pthread_mutex_unlock(&st->lock);
@@ -149,18 +159,22 @@ void us_stack_close(struct us_stack *st)
 /* ---- readiness ---- */
 static uint32_t sock_events(struct us_sock *s)
 {
-	uint32_t e = 0;
-	if (s->type == US_SOCK_UDP && !us_rxq_empty(&s->q))
+	if (s->type == US_SOCK_TCP)
+		return us_tcp_events(s);
+	uint32_t e = US_EV_OUT;
+	if (!us_rxq_empty(&s->q))
 		e |= US_EV_IN;
 	if (s->error)
 		e |= US_EV_ERR;
-	if (s->type == US_SOCK_UDP)
-		e |= US_EV_OUT;
 	return e;
 }
 
 void us_sock_mark_ready(struct us_sock *s)
 {
+	if (s->type == US_SOCK_TCP) {
+		us_tcp_refresh(s);
+		return;
+	}
 	struct us_stack *st = s->st;
 	if (!s->in_ready) {
 		s->in_ready = 1;
@@ -183,21 +197,203 @@ static int collect(struct us_stack *st, struct us_event *ev, int max)
 	while (*pp && n < max) {
 		struct us_sock *s = *pp;
 		uint32_t e = sock_events(s) & s->evmask;
-		if (!(e & ~US_EV_OUT) && !(s->evmask & US_EV_OUT)) {
+		if (!e) {
 			*pp = s->ready_next;       /* nothing pending: off the list until the next event */
 			s->in_ready = 0;
 			continue;
 		}
-		if (e) {
-			ev[n].sock = s;
-			ev[n].user = s->user;
-			ev[n].events = e;
-			ev[n].pad = 0;
-			n++;
-		}
+		ev[n].sock = s;
+		ev[n].user = s->user;
+		ev[n].events = e;
+		ev[n].pad = 0;
+		n++;
 		pp = &s->ready_next;
 	}
 	return n;
+}
+
+/* ---- sockets: common ---- */
+void us_sock_link(struct us_sock *s)
+{
+	struct us_stack *st = s->st;
+	s->all_prev = NULL;
+	s->all_next = st->all;
+	if (st->all)
+		st->all->all_prev = s;
+	st->all = s;
+}
+
+void us_sock_unlink(struct us_sock *s)
+{
+	struct us_stack *st = s->st;
+	if (s->in_ready) {
+		for (struct us_sock **pp = &st->ready; *pp; pp = &(*pp)->ready_next)
+			if (*pp == s) {
+				*pp = s->ready_next;
+				break;
+			}
+		s->in_ready = 0;
+	}
+	if (s->all_prev)
+		s->all_prev->all_next = s->all_next;
+	else
+		st->all = s->all_next;
+	if (s->all_next)
+		s->all_next->all_prev = s->all_prev;
+	s->all_next = s->all_prev = NULL;
+}
+
+void us_sock_release(struct us_sock *s)
+{
+	if (s->waiting) {
+		s->closed = 1;                 /* the last waiter frees it */
+		pthread_cond_broadcast(&s->st->cond);
+		return;
+	}
+	free(s);
+}
+
+int us_sock_block_locked(struct us_sock *s, uint32_t want, uint64_t deadline)
+{
+	struct us_stack *st = s->st;
+	uint64_t now = us_now_ns();
+	s->waiting++;
+	if (st->driver_running) {
+		struct timespec ts;
+		uint64_t until = deadline == UINT64_MAX || deadline > now + 3600000000000ull
+			? now + 3600000000000ull : deadline;
+		ts.tv_sec = until / 1000000000ull;
+		ts.tv_nsec = until % 1000000000ull;
+		st->waiters++;
+		pthread_cond_timedwait(&st->cond, &st->lock, &ts);
+		st->waiters--;
+	} else {
+		/* no driver thread: drive the stack from here, sleeping in its epoll */
+		us_poll_locked(st);
+		if (!s->closed && !(sock_events(s) & want)) {
+			uint64_t ms = deadline == UINT64_MAX ? 1000 : (deadline - now + 999999) / 1000000;
+			us_sleep_locked(st, ms > 1000 ? 1000 : (int)ms);
+		}
+	}
+	s->waiting--;
+	if (s->closed) {
+		if (!s->waiting)
+			free(s);
+		return -EBADF;
+	}
+	return 0;
+}
+
+int us_sock_wait(struct us_sock *s, uint32_t events, int timeout_ms)
+{
+	struct us_stack *st = s->st;
+	uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : us_now_ns() + (uint64_t)timeout_ms * 1000000;
+	uint32_t want = events | US_EV_ERR | US_EV_HUP;
+	int r;
+	pthread_mutex_lock(&st->lock);
+	for (;;) {
+		uint32_t e = sock_events(s) & want;
+		if (e) {
+			r = (int)e;
+			break;
+		}
+		if (timeout_ms == 0 || us_now_ns() >= deadline) {
+			r = 0;
+			break;
+		}
+		if (s->type == US_SOCK_TCP && (want & US_EV_OUT))
+			us_tcp_want_writable(s);
+		if (us_sock_block_locked(s, want, deadline)) {
+			r = -EBADF;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&st->lock);
+	return r;
+}
+
+int us_sock_close(struct us_sock *s)
+{
+	struct us_stack *st = s->st;
+	pthread_mutex_lock(&st->lock);
+	if (s->type == US_SOCK_UDP)
+		us_udp_close_locked(s);
+	else
+		us_tcp_close_locked(s);
+	pthread_cond_broadcast(&st->cond);
+	pthread_mutex_unlock(&st->lock);
+	return 0;
+}
+
+int us_sock_fileno(struct us_sock *s)
+{
+	pthread_mutex_lock(&s->st->lock);
+	int fd = s->type == US_SOCK_UDP ? us_udp_fileno_locked(s) : us_tcp_fileno_locked(s);
+	pthread_mutex_unlock(&s->st->lock);
+	return fd;
+}
+
+void us_sock_set_user(struct us_sock *s, void *user)
+{
+	pthread_mutex_lock(&s->st->lock);
+	s->user = user;
+	pthread_mutex_unlock(&s->st->lock);
+}
+
+int us_sock_set_events(struct us_sock *s, uint32_t events)
+{
+	pthread_mutex_lock(&s->st->lock);
+	s->evmask = events;
+	if (s->type == US_SOCK_UDP ? (events & US_EV_OUT) : (sock_events(s) & events))
+		us_sock_mark_ready(s);
+	if (s->type == US_SOCK_TCP && (events & US_EV_OUT) && !(sock_events(s) & US_EV_OUT))
+		us_tcp_want_writable(s);
+	pthread_mutex_unlock(&s->st->lock);
+	return 0;
+}
+
+int us_sock_local(struct us_sock *s, struct us_endpoint *out)
+{
+	pthread_mutex_lock(&s->st->lock);
+	int r = s->bound ? 0 : -EINVAL;
+	*out = s->local;
+	if (s->type == US_SOCK_TCP && s->tcp) {
+		struct us_endpoint l;
+		tcp_sock_local(s->tcp, &l);
+		if (l.port) {                  /* connected: the port the connection uses */
+			*out = l;
+			r = 0;
+		}
+	}
+	pthread_mutex_unlock(&s->st->lock);
+	return r;
+}
+
+int us_sock_set_rcvbuf(struct us_sock *s, uint32_t bytes)
+{
+	pthread_mutex_lock(&s->st->lock);
+	int r;
+	if (s->type == US_SOCK_UDP)
+		r = us_udp_set_rcvbuf_locked(s, bytes);
+	else
+		r = tcp_setopt(s->tcp, TCP_OPT_RCVBUF, bytes > INT32_MAX ? INT32_MAX : (int)bytes);
+	pthread_mutex_unlock(&s->st->lock);
+	return r;
+}
+
+int us_sock_error(struct us_sock *s)
+{
+	pthread_mutex_lock(&s->st->lock);
+	int e;
+	if (s->type == US_SOCK_UDP) {
+		e = us_udp_error_locked(s);
+	} else {
+		int v = 0;
+		us_tcp_getsockopt_locked(s, US_SO_ERROR, &v);
+		e = -v;
+	}
+	pthread_mutex_unlock(&s->st->lock);
+	return e;
 }
 
 /* ---- the poll loop ---- */
@@ -237,7 +433,9 @@ int us_poll_locked(struct us_stack *st)
 	}
 	if (st->neigh_pending)
 		us_neigh_timers(st);
+	us_tcp_poll(st);                   /* timers, coalesced sends, timerfd */
 	us_stack_flush_locked(st);
+	st->tx_pending = 0;
 	return total;
 }
 
@@ -247,6 +445,8 @@ int us_sleep_locked(struct us_stack *st, int timeout_ms)
 	struct epoll_event evs[16];
 	if (st->neigh_pending && (timeout_ms < 0 || timeout_ms > 100))
 		timeout_ms = 100;          /* held frames time out */
+	if (us_tcp_tx_blocked(st) && (timeout_ms < 0 || timeout_ms > 1))
+		timeout_ms = 1;            /* segments wait for TX frames: retry soon */
 	if (st->desc.busy_poll) {
 		pthread_mutex_unlock(&st->lock);
 		for (int i = 0; i < 64; i++)

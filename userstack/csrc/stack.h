@@ -5,6 +5,9 @@
  *   neigh.c  dst -> MAC cache fed by the launcher, with a bounded queue per unresolved dst
  *   ctl.c    the control channel (ctl.h)
  *   udp.c    UDP sockets and their receive queues
+ *   tcp_glue.c  the TCP core (tcp/) wired in: segments in and out, timers, readiness, ephemeral
+ *            ports through the control channel, and the us_tcp_* socket calls
+ *   opts.c   per-stack options from the environment (XDPSTACK_CC, XDPSTACK_TCP, XDPSTACK_FAULTS)
  * Every function here expects the stack's lock held, except where it says otherwise. */
 #pragma once
 #include <pthread.h>
@@ -15,6 +18,8 @@
 #include "env.h"
 #include "netdev.h"
 #include "wire.h"
+#include "fault.h"
+#include "tcp/tcp.h"
 
 #define US_RX_BATCH        64
 #define US_RX_BUDGET       16      /* bursts per queue per poll before control and timers run */
@@ -26,6 +31,13 @@
 #define US_RXQ_SLOTS       2048    /* power of two: datagrams a receive queue holds */
 
 enum us_sock_type { US_SOCK_UDP = 1, US_SOCK_TCP = 2 };
+
+/* TCP options of a stack: the core's config plus the glue's own knobs (XDPSTACK_TCP). */
+struct us_tcp_opts {
+	struct tcp_config cfg;
+	uint32_t port_pool;        /* ephemeral ports kept claimed ahead per local address (4) */
+	uint32_t linger_ms;        /* us_stack_close waits this long for closing connections (1000) */
+};
 
 /* A socket receive queue: datagram records in a ring, payloads in a byte ring. */
 struct us_rxrec {
@@ -62,7 +74,17 @@ struct us_sock {
 	struct us_sock *ready_next;
 	struct us_sock *port_next; /* chain of UDP sockets on one port */
 	struct us_sock *all_next, *all_prev;
-	struct us_rxq q;
+	struct us_rxq q;           /* UDP */
+	/* TCP */
+	struct tcp_sock *tcp;      /* the core's socket, from us_tcp_socket until close */
+	struct us_endpoint peer;   /* connect target while waiting for an ephemeral port */
+	uint32_t claim_seq;        /* nonzero: connect waits for the CLAIMED with this seq */
+	uint8_t wblocked;          /* on st->wblocked: a write or a waiter wants writability */
+	uint8_t sp_in, sp_out;     /* sp[0] state: readable / writable as last set */
+	uint8_t closed;            /* closed while a thread waited on it: freed by the last waiter */
+	uint16_t waiting;          /* threads inside us_sock_wait / a blocking call on it */
+	int sp[2];                 /* socketpair mirroring readiness for fileno(), -1 until asked */
+	struct us_sock *wb_next;
 };
 
 struct us_neigh {
@@ -104,13 +126,24 @@ struct us_stack {
 	pthread_t driver;
 	int driver_running;
 	volatile int driver_stop;
-	/* TCP hook: called for every checksummed TCP segment (issue 4); NULL drops them. */
-	void (*tcp_input)(struct us_stack *st, const struct us_parsed *p, const struct us_frame *f);
-	void *tcp;
+	/* TCP (tcp_glue.c) */
+	struct tcp_stack *tcp;
+	struct us_tcp_opts topts;  /* what the TCP was (re)created with */
+	uint64_t timer_armed;      /* CLOCK_MONOTONIC ns the timerfd is set to (0: disarmed) */
+	uint32_t tx_pending;       /* frames submitted since the last device flush */
+	uint32_t tcp_socks;        /* TCP sockets the application holds */
+	struct us_sock *wblocked;  /* sockets waiting to become writable */
+	struct us_eph *eph;        /* ephemeral ports: ready pools and claims in flight */
 };
 
 /* stack.c */
 uint64_t us_now_ns(void);
+void us_sock_link(struct us_sock *s);          /* onto st->all */
+void us_sock_unlink(struct us_sock *s);        /* off st->all and st->ready */
+void us_sock_release(struct us_sock *s);       /* free, or leave it to the last waiter */
+/* One wait for socket events `want` (lock released meanwhile; drives the stack when no driver
+ * thread runs). -EBADF when the socket was closed meanwhile (it is gone: do not touch it). */
+int us_sock_block_locked(struct us_sock *s, uint32_t want, uint64_t deadline);
 void us_sock_mark_ready(struct us_sock *s);    /* a socket got an event: list, eventfd, cond */
 int us_stack_flush_locked(struct us_stack *st);
 int us_poll_locked(struct us_stack *st);       /* one round of processing, never sleeps */
@@ -149,7 +182,33 @@ int us_ctl_claim_ephemeral(struct us_stack *st, uint8_t proto, uint8_t family,
 			   const struct us_endpoint *remote, struct us_endpoint *local);
 void us_ctl_release(struct us_stack *st, uint8_t proto, const struct us_endpoint *local);
 
+/* tcp_glue.c */
+int us_tcp_open(struct us_stack *st, const struct us_tcp_opts *o);   /* at stack open; reconfigure */
+void us_tcp_close_all(struct us_stack *st);                          /* at stack close */
+void us_tcp_input(struct us_stack *st, const struct us_parsed *p);
+void us_tcp_poll(struct us_stack *st);         /* per poll: flush, timers, timerfd */
+void us_tcp_claimed(struct us_stack *st, const struct us_ctl_claimed *m);  /* a CLAIMED for TCP */
+void us_tcp_close_locked(struct us_sock *s);
+uint32_t us_tcp_events(struct us_sock *s);     /* US_EV_* now */
+int us_tcp_fileno_locked(struct us_sock *s);
+void us_tcp_refresh(struct us_sock *s);        /* readiness may have changed */
+void us_tcp_want_writable(struct us_sock *s);  /* re-check writability after each poll */
+int us_tcp_getsockopt_locked(struct us_sock *s, int opt, int *val);
+bool us_tcp_tx_blocked(struct us_stack *st);
+
+/* opts.c */
+void us_tcp_opts_default(struct us_tcp_opts *o);
+int us_tcp_opts_parse(struct us_tcp_opts *o, const char *spec);
+int us_faults_parse(struct us_fault_config *c, const char *spec);
+int us_stack_apply_env(struct us_stack *st);   /* XDPSTACK_CC, XDPSTACK_TCP, XDPSTACK_FAULTS */
+
+/* ip.c */
+bool us_tuple_claimed(const struct us_stack *st, uint8_t proto, const struct us_endpoint *ep);
+
 /* udp.c */
 void us_udp_input(struct us_stack *st, const struct us_parsed *p);
+int us_udp_fileno_locked(struct us_sock *s);
+int us_udp_set_rcvbuf_locked(struct us_sock *s, uint32_t bytes);
+int us_udp_error_locked(struct us_sock *s);
 void us_udp_close_locked(struct us_sock *s);
 bool us_rxq_empty(const struct us_rxq *q);

@@ -13,5 +13,11 @@ int us_test_inject(struct us_stack *st, int q, const void *frame, uint32_t len);
 int us_test_capture(struct us_stack *st, void *buf, uint32_t len);
 /* Free buffers of the in-memory device (leak checks). */
 int us_test_free_frames(struct us_stack *st);
+/* Join two in-memory stacks by a wire: frames either one sends are received by the other (on
+ * queue 0, copied; up to depth frames in flight each way, more are dropped and counted), and a
+ * sleeping receiver is woken. Both stacks must be from us_test_stack_open and unlinked. */
+int us_test_link(struct us_stack *a, struct us_stack *b, uint32_t depth);
+/* Frames st put on its wire, and those dropped because the wire was full. */
+int us_test_link_stats(struct us_stack *st, uint64_t *frames_out, uint64_t *drops_out);
 /* The in-memory device alone (for middleware tests). */
 struct us_netdev *us_memdev_create(int nqueues, uint32_t nframes, uint32_t frame_room);

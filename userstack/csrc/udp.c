@@ -128,26 +128,12 @@ struct us_sock *us_udp_socket(struct us_stack *st, int family, int *err)
 	s->local.addr.family = family;
 	s->efd = -1;
 	s->evmask = US_EV_IN | US_EV_ERR | US_EV_HUP;
+	s->sp[0] = s->sp[1] = -1;
 	pthread_mutex_lock(&st->lock);
-	s->all_next = st->all;
-	if (st->all)
-		st->all->all_prev = s;
-	st->all = s;
+	us_sock_link(s);
 	pthread_mutex_unlock(&st->lock);
 	*err = 0;
 	return s;
-}
-
-static bool claimed(const struct us_stack *st, uint8_t proto, const struct us_endpoint *ep)
-{
-	for (uint32_t i = 0; i < st->desc.ntuples; i++) {
-		const struct us_tuple *t = &st->desc.tuples[i];
-		if (t->proto != proto || t->port != ep->port || t->addr.family != ep->addr.family)
-			continue;
-		if (us_addr_is_any(&t->addr) || us_addr_eq(&t->addr, &ep->addr))
-			return true;
-	}
-	return false;
 }
 
 static int bind_locked(struct us_sock *s, const struct us_endpoint *local)
@@ -180,7 +166,7 @@ static int bind_locked(struct us_sock *s, const struct us_endpoint *local)
 		if (!us_addr_is_any(&got.addr))
 			ep.addr = got.addr;
 		s->ephemeral = 1;
-	} else if (!claimed(st, US_IPPROTO_UDP, &ep)) {
+	} else if (!us_tuple_claimed(st, US_IPPROTO_UDP, &ep)) {
 		return -EACCES;
 	}
 	for (struct us_sock *o = st->udp_port[ep.port]; o; o = o->port_next)
@@ -224,108 +210,53 @@ void us_udp_close_locked(struct us_sock *s)
 			}
 		}
 	}
-	if (s->in_ready)
-		for (struct us_sock **pp = &st->ready; *pp; pp = &(*pp)->ready_next)
-			if (*pp == s) {
-				*pp = s->ready_next;
-				break;
-			}
-	if (s->all_prev)
-		s->all_prev->all_next = s->all_next;
-	else
-		st->all = s->all_next;
-	if (s->all_next)
-		s->all_next->all_prev = s->all_prev;
+	us_sock_unlink(s);
 	if (s->efd >= 0)
 		close(s->efd);
+	s->efd = -1;
 	rxq_free(&s->q);
-	free(s);
+	us_sock_release(s);
 }
 
-int us_sock_close(struct us_sock *s)
+int us_udp_set_rcvbuf_locked(struct us_sock *s, uint32_t bytes)
 {
-	struct us_stack *st = s->st;
-	pthread_mutex_lock(&st->lock);
-	if (s->type == US_SOCK_UDP)
-		us_udp_close_locked(s);
-	pthread_cond_broadcast(&st->cond);
-	pthread_mutex_unlock(&st->lock);
-	return 0;
-}
-
-int us_sock_fileno(struct us_sock *s)
-{
-	pthread_mutex_lock(&s->st->lock);
-	if (s->efd < 0) {
-		s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		if (s->efd >= 0 && (!us_rxq_empty(&s->q) || s->error))
-			us_sock_mark_ready(s);
-	}
-	int fd = s->efd < 0 ? -errno : s->efd;
-	pthread_mutex_unlock(&s->st->lock);
-	return fd;
-}
-
-void us_sock_set_user(struct us_sock *s, void *user)
-{
-	pthread_mutex_lock(&s->st->lock);
-	s->user = user;
-	pthread_mutex_unlock(&s->st->lock);
-}
-
-int us_sock_set_events(struct us_sock *s, uint32_t events)
-{
-	pthread_mutex_lock(&s->st->lock);
-	s->evmask = events;
-	if (events & US_EV_OUT)
-		us_sock_mark_ready(s);
-	pthread_mutex_unlock(&s->st->lock);
-	return 0;
-}
-
-int us_sock_local(struct us_sock *s, struct us_endpoint *out)
-{
-	pthread_mutex_lock(&s->st->lock);
-	*out = s->local;
-	int r = s->bound ? 0 : -EINVAL;
-	pthread_mutex_unlock(&s->st->lock);
-	return r;
-}
-
-int us_sock_set_rcvbuf(struct us_sock *s, uint32_t bytes)
-{
-	int r = 0;
 	if (bytes < 2048)
 		bytes = 2048;
 	if (bytes > (64u << 20))
 		return -EINVAL;
-	pthread_mutex_lock(&s->st->lock);
 	if (bytes <= s->q.cap) {
 		s->q.limit = bytes;
-	} else if (us_rxq_empty(&s->q)) {
-		uint8_t *b = malloc(bytes);
-		if (!b) {
-			r = -ENOMEM;
-		} else {
-			free(s->q.bytes);
-			s->q.bytes = b;
-			s->q.cap = s->q.limit = bytes;
-			s->q.rd = s->q.wr = 0;
-		}
-	} else {
-		r = -EBUSY;
+		return 0;
 	}
-	pthread_mutex_unlock(&s->st->lock);
-	return r;
+	if (!us_rxq_empty(&s->q))
+		return -EBUSY;
+	uint8_t *b = malloc(bytes);
+	if (!b)
+		return -ENOMEM;
+	free(s->q.bytes);
+	s->q.bytes = b;
+	s->q.cap = s->q.limit = bytes;
+	s->q.rd = s->q.wr = 0;
+	return 0;
 }
 
-int us_sock_error(struct us_sock *s)
+int us_udp_fileno_locked(struct us_sock *s)
 {
-	pthread_mutex_lock(&s->st->lock);
+	if (s->efd < 0) {
+		s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (s->efd < 0)
+			return -errno;
+		if (!us_rxq_empty(&s->q) || s->error)
+			us_sock_mark_ready(s);
+	}
+	return s->efd;
+}
+
+int us_udp_error_locked(struct us_sock *s)
+{
 	int e = s->error;
 	s->error = 0;
 	clear_readable(s);
-	pthread_mutex_unlock(&s->st->lock);
 	return e;
 }
 
@@ -435,18 +366,9 @@ int us_udp_recvfrom(struct us_sock *s, void *buf, size_t len, struct us_endpoint
 			r = -EAGAIN;
 			break;
 		}
-		if (st->driver_running) {
-			struct timespec ts;
-			uint64_t until = deadline == UINT64_MAX ? now + 3600000000000ull : deadline;
-			ts.tv_sec = until / 1000000000ull;
-			ts.tv_nsec = until % 1000000000ull;
-			st->waiters++;
-			pthread_cond_timedwait(&st->cond, &st->lock, &ts);
-			st->waiters--;
-		} else if (!us_poll_locked(st) && us_rxq_empty(&s->q)) {
-			/* no driver thread: drive the stack from here, sleeping in its epoll */
-			uint64_t ms = deadline == UINT64_MAX ? 1000 : (deadline - now + 999999) / 1000000;
-			us_sleep_locked(st, ms > 1000 ? 1000 : (int)ms);
+		if (us_sock_block_locked(s, US_EV_IN | US_EV_ERR, deadline)) {
+			r = -EBADF;                /* closed by another thread meanwhile */
+			break;
 		}
 	}
 	pthread_mutex_unlock(&st->lock);
