@@ -72,13 +72,14 @@ def test_bottleneck_queue_drops():
 
 
 def test_segment_rate():
-    """Both stacks on one core, invariants checked every step: report segments per second."""
-    r = netsim(bytes=50 * MB, seed=1)
+    """Both stacks and the simulator on one core: report segments per second (each segment is
+    built by one stack and parsed by the other; the payload is copied in and out of the rings)."""
+    r = netsim(bytes=50 * MB, seed=1, no_check=1)
     ok(r)
     rate = r.segs / r.wall_s
     print(f"\nnetsim: {r.segs} segments in {r.wall_s:.3f} s of CPU: {rate / 1e3:.0f}k segments/s "
           f"({50 * MB * 8 / r.wall_s / 1e9:.1f} Gbit/s of payload through two stacks)")
-    assert rate > 50_000
+    assert rate > 100_000
 
 
 @pytest.mark.soak

@@ -102,10 +102,37 @@ struct tcp_stack *tcp_stack_new(const struct tcp_config *cfg, const struct tcp_h
 	return ts;
 }
 
+static void *buf_get(struct tcp_stack *ts, uint32_t size)
+{
+	for (uint32_t i = ts->nbuf_cache; i-- > 0;) {
+		if (ts->buf_cache_size[i] == size) {
+			void *p = ts->buf_cache[i];
+			ts->nbuf_cache--;
+			ts->buf_cache[i] = ts->buf_cache[ts->nbuf_cache];
+			ts->buf_cache_size[i] = ts->buf_cache_size[ts->nbuf_cache];
+			return p;
+		}
+	}
+	return malloc(size);
+}
+
+void tcp_buf_put(struct tcp_stack *ts, void *p, uint32_t size)
+{
+	if (!p)
+		return;
+	if (ts->nbuf_cache < TCP_BUF_CACHE && (size == ts->cfg.sndbuf || size == ts->cfg.rcvbuf)) {
+		ts->buf_cache[ts->nbuf_cache] = p;
+		ts->buf_cache_size[ts->nbuf_cache] = size;
+		ts->nbuf_cache++;
+		return;
+	}
+	free(p);
+}
+
 static void free_sock_mem(struct tcp_sock *s)
 {
-	free(s->sndbuf.buf);
-	free(s->rcvbuf.buf);
+	tcp_buf_put(s->ts, s->sndbuf.buf, s->sndbuf.cap);
+	tcp_buf_put(s->ts, s->rcvbuf.buf, s->rcvbuf.cap);
 	free(s->mem);
 	s->sndbuf.buf = s->rcvbuf.buf = NULL;
 	s->sndbuf.cap = s->rcvbuf.cap = 0;
@@ -134,6 +161,8 @@ void tcp_stack_free(struct tcp_stack *ts)
 	}
 	/* Sockets held by the application but in no table (unconnected, closed) are its own:
 	 * they were allocated by tcp_socket and must be closed by it; we cannot find them. */
+	for (uint32_t i = 0; i < ts->nbuf_cache; i++)
+		free(ts->buf_cache[i]);
 	free(ts->ctab);
 	free(ts->ltab);
 	free(ts);
@@ -297,15 +326,15 @@ struct tcp_sock *tcp_sock_alloc(struct tcp_stack *ts)
 
 int tcp_conn_setup(struct tcp_sock *s)
 {
-	s->sndbuf.buf = malloc(s->sndbuf_size);
-	s->rcvbuf.buf = malloc(s->rcvbuf_size);
+	s->sndbuf.buf = buf_get(s->ts, s->sndbuf_size);
+	s->sndbuf.cap = s->sndbuf_size;
+	s->rcvbuf.buf = buf_get(s->ts, s->rcvbuf_size);
+	s->rcvbuf.cap = s->rcvbuf_size;
 	s->mem = calloc(1, sizeof(*s->mem));
 	if (!s->sndbuf.buf || !s->rcvbuf.buf || !s->mem) {
 		free_sock_mem(s);
 		return -ENOMEM;
 	}
-	s->sndbuf.cap = s->sndbuf_size;
-	s->rcvbuf.cap = s->rcvbuf_size;
 	s->sndbuf.head = s->sndbuf.len = s->rcvbuf.head = s->rcvbuf.len = 0;
 	/* RFC 7323 2.3: the smallest shift that lets the window cover the buffer. */
 	s->rcv_wscale = 0;
@@ -454,13 +483,13 @@ void tcp_enter_time_wait(struct tcp_sock *s, uint64_t now)
 	ts->ntw++;
 	s->in_tw_count = true;
 	/* Keep only what TIME_WAIT needs: the sequence numbers. Unread data stays readable. */
-	free(s->sndbuf.buf);
+	tcp_buf_put(ts, s->sndbuf.buf, s->sndbuf.cap);
 	s->sndbuf.buf = NULL;
 	s->sndbuf.cap = s->sndbuf.len = 0;
 	free(s->mem);
 	s->mem = NULL;
 	if (!s->owned || !s->rcvbuf.len) {
-		free(s->rcvbuf.buf);
+		tcp_buf_put(ts, s->rcvbuf.buf, s->rcvbuf.cap);
 		s->rcvbuf.buf = NULL;
 		s->rcvbuf.cap = s->rcvbuf.len = 0;
 	}

@@ -48,6 +48,8 @@ struct tcp_ranges {
 	struct tcp_range r[TCP_MAX_RANGES];          /* sorted, disjoint, non-adjacent */
 };
 
+#define TCP_BUF_CACHE 64
+
 /* Per-connection memory freed when the connection enters TIME_WAIT. */
 struct tcp_conn_mem {
 	struct tcp_ranges ooo;       /* received above rcv_nxt */
@@ -173,6 +175,11 @@ struct tcp_stack {
 	uint64_t chal_window;
 	uint32_t chal_count;
 	struct tcp_stack_stats st;
+	/* Buffers of the configured sizes kept for the next connection: no malloc, no page
+	 * faults on fresh pages for short connections (HTTP with Connection: close). */
+	void *buf_cache[TCP_BUF_CACHE];
+	uint32_t buf_cache_size[TCP_BUF_CACHE];
+	uint32_t nbuf_cache;
 	uint8_t hdr[TCP_MAX_HDR];
 };
 
@@ -192,6 +199,7 @@ struct tcp_sock *tcp_lookup(struct tcp_stack *ts, const struct us_endpoint *l, c
 struct tcp_sock *tcp_lookup_listener(struct tcp_stack *ts, const struct us_endpoint *l);
 struct tcp_sock *tcp_sock_alloc(struct tcp_stack *ts);
 int tcp_conn_setup(struct tcp_sock *s);     /* buffers and per-connection memory */
+void tcp_buf_put(struct tcp_stack *ts, void *p, uint32_t size);
 int tcp_hash_insert(struct tcp_sock *s);
 void tcp_set_state(struct tcp_sock *s, int state);
 void tcp_destroy(struct tcp_sock *s);
