@@ -346,3 +346,21 @@ def test_cc_per_socket(algo):
     assert stk.setopt(c.sock, "CC", val) == 0 and stk.getopt(c.sock, "CC") == val
     assert stk.setopt(c.sock, "CC", 99) == -2
     stk.free()
+
+
+def test_pure_ack_after_timeout_uses_snd_max():
+    """After a timeout snd_nxt points back into the retransmission; an ACK with that sequence
+    number is out of the peer's window and would be dropped with its ACK field (found by the
+    netsim: both sides deadlocked). ACKs carry snd_max, as in BSD."""
+    stk = newreno()
+    c = passive_open(stk)
+    settle_rtt(c)
+    segs = flight(c, 3)
+    c.stk.run_until(c.stk.now + 200_000)
+    c.stk.output()
+    assert c.info.snd_nxt != c.info.snd_max
+    out = c.send("PA", b"data")
+    out += c.advance(40_000)
+    acks = [s for s in out if not s.payload]
+    assert acks and all(s.seq == segs[-1].end for s in acks)
+    stk.free()

@@ -193,7 +193,7 @@ static uint8_t *g_pattern;
 
 static bool pump(struct sim *s, struct flow *f)
 {
-	if (!f->tx || !f->rx)
+	if (!f->tx)
 		return true;
 	while (f->written < f->total && tcp_send_space(f->tx)) {
 		uint64_t off = f->written % PERIOD;
@@ -209,7 +209,7 @@ static bool pump(struct sim *s, struct flow *f)
 		tcp_shutdown(f->tx, TCP_SHUT_WR);
 		f->shut = true;
 	}
-	for (;;) {
+	while (f->rx) {
 		const uint8_t *pc[2];
 		size_t lc[2];
 		size_t n = tcp_recv_peek(f->rx, &pc[0], &lc[0], &pc[1], &lc[1]);
@@ -374,6 +374,15 @@ int netsim_run(const struct netsim_params *p, struct netsim_result *r)
 				next = d;
 		}
 		if (next == UINT64_MAX || next - start > p->time_limit_us) {
+			if (getenv("NETSIM_DEBUG")) {
+				struct tcp_sock *v[2] = { c, fwd.rx };
+				for (int i = 0; i < 2; i++)
+					if (v[i])
+						fprintf(stderr, "sock%d %s una=%u nxt=%u max=%u sbuf=%u wnd=%u rcv_nxt=%u adv=%u rbuf=%u fin_q=%d persist=%d dl=%lu,%lu,%lu,%lu,%lu,%lu\n", i,
+							tcp_state_name(v[i]->state), v[i]->snd_una, v[i]->snd_nxt - v[i]->snd_una, v[i]->snd_max - v[i]->snd_una,
+							v[i]->sndbuf.len, v[i]->snd_wnd, v[i]->rcv_nxt, v[i]->rcv_adv - v[i]->rcv_nxt, v[i]->rcvbuf.len, v[i]->fin_queued, v[i]->persist,
+							v[i]->deadline[0], v[i]->deadline[1], v[i]->deadline[2], v[i]->deadline[3], v[i]->deadline[4], v[i]->deadline[5]);
+			}
 			ok = false;
 			r->stalled = 1;
 			break;

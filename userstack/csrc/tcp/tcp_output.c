@@ -129,9 +129,18 @@ static int xmit(struct tcp_sock *s, uint32_t seq, uint32_t len, uint8_t flags, u
 	return (int)(l1 + l2);
 }
 
+/* The sequence number of a segment without data: the next new octet, snd_max, not snd_nxt,
+ * which points back into the retransmission after a timeout and would make the peer (whose
+ * rcv_nxt is past it) drop the segment, ACK field and all (BSD does the same). A zero-window
+ * probe byte beyond the window is the exception: the peer has not taken it. */
+static uint32_t ack_seq(const struct tcp_sock *s)
+{
+	return s->persist ? s->snd_nxt : s->snd_max;
+}
+
 int tcp_send_ack(struct tcp_sock *s, uint64_t now)
 {
-	int r = xmit(s, s->snd_nxt, 0, TH_ACK, now);
+	int r = xmit(s, ack_seq(s), 0, TH_ACK, now);
 	return r < 0 ? r : 0;
 }
 
@@ -157,7 +166,7 @@ int tcp_send_rst(struct tcp_sock *s, uint64_t now)
 {
 	(void)now;
 	emit_rst(s->ts, &s->local.addr, &s->remote.addr, s->local.port, s->remote.port,
-		 s->snd_nxt, s->rcv_nxt, TH_RST | TH_ACK);
+		 ack_seq(s), s->rcv_nxt, TH_RST | TH_ACK);
 	return 0;
 }
 
