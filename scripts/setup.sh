@@ -54,3 +54,4 @@ if [ ! -f "$stamp" ] || [ -n "$(find pyproject.toml setup.py userstack/_build.py
 fi
 # The C applications, standalone executables on the C API, into the venv's bin (make is incremental).
 make -s -C userstack/csrc install PREFIX="$PWD/.venv"
+make -s -C tools install PREFIX="$PWD/.venv"

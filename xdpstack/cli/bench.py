@@ -25,3 +25,20 @@ def demux(as_json: bool, repeat: int):
         abort(f"the demux benchmark is not available ({e}); it lives in xdpstack/bench/demux.py")
     result = bench_demux.run(repeat)
     emit_json(result) if as_json else click.echo(bench_demux.format_text(result))
+
+
+@bench.command("rx")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--seconds", type=click.FloatRange(0.1, 30), default=1.0, show_default=True,
+              help="Length of each trial.")
+@click.option("--steps", type=click.IntRange(0, 12), default=7, show_default=True,
+              help="Binary-search steps for the zero-loss rate.")
+@click.option("--payload", "payloads", type=click.IntRange(0, 1472), multiple=True,
+              help="UDP payload bytes (repeatable; default 64 and 1472).")
+@command()
+def rx(as_json: bool, seconds: float, steps: int, payloads: tuple[int, ...]):
+    """UDP datagrams/s into a sink on a user-level stack vs the kernel's UDP receive path (recvmmsg),
+    same generator (live-frames BPF_PROG_TEST_RUN through the attached demux), same testbed."""
+    from xdpstack.bench import rx as bench_rx
+    result = bench_rx.run(seconds=seconds, steps=steps, payloads=payloads or bench_rx.PAYLOADS)
+    emit_json(result) if as_json else click.echo(bench_rx.format_text(result))
