@@ -9,14 +9,15 @@ pytestmark = pytest.mark.root
 
 
 def test_frame_checksums_are_valid():
+    from scapy.layers.inet import IP, UDP
     from scapy.layers.l2 import Ether
     f = rx.udp4_frame("02:00:00:00:00:01", "02:00:00:00:00:02", "198.18.0.2", "198.18.0.1", 40000, 9000,
                       b"abc")
     p = Ether(f)
-    ip_sum, udp_sum = p["IP"].chksum, p["UDP"].chksum
-    del p["IP"].chksum, p["UDP"].chksum
+    ip_sum, udp_sum = p[IP].chksum, p[UDP].chksum
+    del p[IP].chksum, p[UDP].chksum
     p = Ether(bytes(p))
-    assert (ip_sum, udp_sum) == (p["IP"].chksum, p["UDP"].chksum) and bytes(p["UDP"].payload) == b"abc"
+    assert (ip_sum, udp_sum) == (p[IP].chksum, p[UDP].chksum) and bytes(p[UDP].payload) == b"abc"
 
 
 def test_bench_rx_reports_both_paths(root):
