@@ -82,10 +82,39 @@ def test_segment_rate():
     assert rate > 100_000
 
 
+def sweep_params(loss, cfg, seed):
+    """Mixed conditions: both algorithms, one or two directions, tiny buffers, slow or long links,
+    a drop-tail queue, heavy reordering, options on and off, IPv6."""
+    p = dict(loss=loss, seed=seed * 1000 + cfg, bytes=300_000 if cfg & 4 else 2_000_000,
+             bytes_back=500_000 if cfg & 2 else 0, delay_us=50 if seed % 3 else 5000,
+             bw_bytes_per_s=1_250_000_000 if seed % 2 else 12_500_000,
+             queue_bytes=30_000 if seed % 4 == 0 else 0, cc=cfg & 1, sack=int(seed % 5 != 0),
+             ts=int(seed % 7 != 0), ws=int(seed % 11 != 0), dup=0.02, reorder=0.05 if seed % 2 else 0.3,
+             corrupt=0.01, ipv6=seed % 2, close=1, time_limit_us=900_000_000)
+    if cfg & 4:
+        p.update(sndbuf=4096 + seed * 100, rcvbuf=4096 + seed * 37)
+    return p
+
+
+@pytest.mark.parametrize("loss", [0.0, 0.05, 0.2])
+def test_sweep(loss):
+    for cfg in range(8):
+        for seed in (1, 2, 3):
+            r = netsim(**sweep_params(loss, cfg, seed))
+            ok(r)
+
+
+@pytest.mark.soak
+@pytest.mark.parametrize("loss", [0.0, 0.01, 0.05, 0.1, 0.2])
+def test_soak_sweep(loss):
+    for cfg in range(8):
+        for seed in range(1, 101):
+            ok(netsim(**sweep_params(loss, cfg, seed)))
+
+
 @pytest.mark.soak
 @pytest.mark.parametrize("loss", [0.01, 0.05, 0.10])
-def test_soak_many_seeds(loss):
-    for seed in range(20):
-        r = netsim(bytes=100 * MB if loss < 0.1 else 30 * MB, loss=loss, seed=100 + seed, close=1,
-                   time_limit_us=600_000_000, **NOISE)
+def test_soak_large_transfers(loss):
+    for seed in range(5):
+        r = netsim(bytes=100 * MB, loss=loss, seed=100 + seed, close=1, time_limit_us=900_000_000, **NOISE)
         ok(r)
