@@ -35,6 +35,7 @@ struct sim {
 	int heap[POOL], nheap;
 	uint64_t busy[2];            /* link busy until, per direction (index = receiver) */
 	uint64_t eph_port;
+	uint64_t trace_from;          /* NETSIM_TRACE=seconds: print deliveries for 3 s */
 };
 
 static uint64_t rnd(struct sim *s)
@@ -262,6 +263,8 @@ int netsim_run(const struct netsim_params *p, struct netsim_result *r)
 	s->nfree = POOL;
 	s->eph_port = 40000;
 	s->now = 1000000;
+	if (getenv("NETSIM_TRACE"))
+		s->trace_from = (uint64_t)(atof(getenv("NETSIM_TRACE")) * 1e6);
 	g_sim = s;
 	if (!g_pattern) {
 		g_pattern = malloc(PERIOD);
@@ -392,6 +395,12 @@ int netsim_run(const struct netsim_params *p, struct netsim_result *r)
 		while (s->nheap && s->pool[s->heap[0]].when <= s->now) {
 			int idx = heap_pop(s);
 			struct pkt *k = &s->pool[idx];
+			if (s->trace_from && s->now >= s->trace_from && s->now < s->trace_from + 3000000) {
+				struct tcp_seg g;
+				if (!tcp_parse(k->data, k->len, &g))
+					fprintf(stderr, "%.6f ->%d seq=%u ack=%u fl=%02x len=%u wnd=%u nsack=%u\n", s->now / 1e6,
+						k->to, g.seq, g.ack, g.flags, g.len, g.wnd, g.nsack);
+			}
 			tcp_input(s->st[k->to], &k->src, &k->dst, k->data, k->len, s->now);
 			s->free_list[s->nfree++] = idx;
 		}

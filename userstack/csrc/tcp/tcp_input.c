@@ -460,6 +460,12 @@ static bool process_ack(struct tcp_sock *s, const struct tcp_seg *seg, uint64_t 
 				bool lost = s->dupacks >= 3 || (s->sack_ok && tcp_sack_is_lost(s, s->snd_una));
 				if (lost && seq_ge(s->snd_una, s->recover))
 					tcp_enter_recovery(s, now);
+				else if (s->dupacks == 3 && s->backoff &&
+					 seq_gt(s->snd_nxt, s->snd_una + 3 * s->mss))
+					/* Going back N after a timeout (RFC 6582 forbids a new fast
+					 * retransmit below recover): three segments resent after
+					 * snd_una arrived, it did not. Resend it, same loss episode. */
+					tcp_want_head_rexmit(s);
 			} else if (!s->sack_ok) {
 				s->cc.cwnd += s->mss;                 /* RFC 6582 3.2 (4): inflate */
 			}
