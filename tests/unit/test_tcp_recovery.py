@@ -364,3 +364,23 @@ def test_pure_ack_after_timeout_uses_snd_max():
     acks = [s for s in out if not s.payload]
     assert acks and all(s.seq == segs[-1].end for s in acks)
     stk.free()
+
+
+def test_going_back_after_timeout_resends_a_lost_retransmission():
+    """No SACK: after an RTO the sender goes back N; when one of those retransmissions is lost
+    too, three dupacks resend it at once instead of a backed-off RTO (found by the netsim)."""
+    stk = newreno()
+    c = passive_open(stk, sack=False)
+    settle_rtt(c)
+    segs = flight(c, 10)
+    out = c.stk.run_until(c.stk.now + 200_000)
+    assert out[-1].seq == segs[0].seq                 # RTO
+    c.rcv = segs[0].end
+    out = [s.seq for s in c.send("A")]                 # slow start: segments 1 and 2 again
+    assert out == [segs[1].seq, segs[2].seq]
+    # Segment 1 is lost again; 2, 3, 4 arrive: three duplicate ACKs.
+    sent = []
+    for _ in range(3):
+        sent += [s.seq for s in c.send("A")]
+    assert sent[-1] == segs[1].seq and c.info.timeouts == 1
+    stk.free()
