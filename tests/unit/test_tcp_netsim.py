@@ -118,3 +118,14 @@ def test_soak_large_transfers(loss):
     for seed in range(5):
         r = netsim(bytes=100 * MB, loss=loss, seed=100 + seed, close=1, time_limit_us=900_000_000, **NOISE)
         ok(r)
+
+
+@pytest.mark.parametrize("direction", ["rx", "tx"])
+def test_single_stack_segment_cost(direction):
+    """One stack, the peer played by prepared segments: the TCP's own cost per full segment
+    (input or output, the payload copied into or out of the ring), batches of 32."""
+    from tests.unit.tcp_harness import load
+
+    ns = load().lib.th_bench(direction == "tx", 200_000, 32)
+    print(f"\n{direction}: {ns:.0f} ns per 1460-byte segment = {1e3 / ns:.2f} M segments/s on one core")
+    assert ns < 3000                               # the target needs about 0.8 M segments/s

@@ -148,3 +148,108 @@ void th_deadlines(struct tcp_sock *s, uint64_t out[T_NUM])
 	for (int i = 0; i < T_NUM; i++)
 		out[i] = s->deadline[i];
 }
+
+/* ---- micro-benchmarks: one stack, the peer played by hand-built segments ---- */
+
+#include <time.h>
+
+static double now_s(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static void wr16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
+static void wr32(uint8_t *p, uint32_t v) { wr16(p, (uint16_t)(v >> 16)); wr16(p + 2, (uint16_t)v); }
+
+static size_t peer_hdr(uint8_t *b, uint32_t seq, uint32_t ack, uint8_t flags, uint32_t tsval, uint32_t tsecr)
+{
+	wr16(b, 40000); wr16(b + 2, 80); wr32(b + 4, seq); wr32(b + 8, ack);
+	b[12] = 8 << 4; b[13] = flags; wr16(b + 14, 65535); wr16(b + 16, 0); wr16(b + 18, 0);
+	b[20] = 1; b[21] = 1; b[22] = 8; b[23] = 10; wr32(b + 24, tsval); wr32(b + 28, tsecr);
+	return 32;
+}
+
+static int null_emit(void *ctx, const struct us_addr *s, const struct us_addr *d, const uint8_t *h,
+		     size_t hl, const uint8_t *p1, size_t l1, const uint8_t *p2, size_t l2)
+{
+	uint64_t *n = ctx;
+	(void)s; (void)d; (void)h; (void)hl; (void)p1; (void)l1; (void)p2; (void)l2;
+	(*n)++;
+	return 0;
+}
+
+/* Receive `segs` in-order full segments in batches of `batch` (flush after each batch, the
+ * application reads everything), or, with tx set, send that many full segments and take one
+ * ACK per two. Returns nanoseconds per segment (TCP work only: input, flush, copy in/out). */
+double th_bench(int tx, uint64_t segs, int batch)
+{
+	struct tcp_config cfg;
+	tcp_config_default(&cfg);
+	uint64_t emitted = 0;
+	struct tcp_hooks hooks = { null_emit, NULL, NULL, NULL };
+	struct tcp_stack *ts = tcp_stack_new(&cfg, &hooks, &emitted);
+	struct us_addr me = { .family = US_AF4, .a = {198, 18, 0, 1} }, peer = { .family = US_AF4, .a = {198, 18, 0, 2} };
+	struct us_endpoint l = { .addr = me, .port = 80 };
+	struct tcp_sock *lst = tcp_socket(ts);
+	tcp_listen(lst, &l, 0);
+	uint8_t *b = malloc(2048);
+	uint64_t now = 1000000;
+	uint32_t pseq = 1000;
+	size_t hl = peer_hdr(b, pseq, 0, TH_SYN, 1, 0);
+	b[20] = 2; b[21] = 4; wr16(b + 22, 1460); b[24] = 4; b[25] = 2; b[26] = 1; b[27] = 0;   /* MSS, SACKOK */
+	b[28] = 1; b[29] = 3; b[30] = 3; b[31] = 7;                                              /* WS 7 */
+	tcp_input(ts, &peer, &me, b, hl, now);
+	tcp_flush(ts, now);
+	struct us_endpoint r = { .addr = peer, .port = 40000 };
+	struct tcp_sock *c = tcp_lookup(ts, &l, &r);
+	uint32_t iss = c->iss;
+	pseq++;
+	/* (no timestamps: the SYN had none) */
+	wr16(b, 40000); wr16(b + 2, 80); wr32(b + 4, pseq); wr32(b + 8, iss + 1);
+	b[12] = 5 << 4; b[13] = TH_ACK; wr16(b + 14, 65535);
+	tcp_input(ts, &peer, &me, b, 20, now);
+	int err;
+	struct tcp_sock *s = tcp_accept(lst, &err);
+	uint8_t *rd = malloc(1 << 20);
+	memset(b + 20, 'x', 1460);
+	double t0 = now_s();
+	if (!tx) {
+		for (uint64_t i = 0; i < segs; i++) {
+			wr32(b + 4, pseq);
+			tcp_input(ts, &peer, &me, b, 20 + 1460, now);
+			pseq += 1460;
+			if ((int)(i % (uint64_t)batch) == batch - 1) {
+				while (tcp_recv(s, rd, 1 << 20) > 0)
+					;
+				tcp_flush(ts, now);
+				now += 10;
+			}
+		}
+	} else {
+		uint32_t acked = iss + 1;
+		uint64_t sent_before = emitted;
+		static uint8_t data[65536];
+		uint64_t done = 0;
+		while (done < segs) {
+			while (tcp_send(s, data, sizeof(data)) > 0)
+				;
+			tcp_flush(ts, now);
+			/* ACK what left, one ACK per two segments */
+			uint32_t nxt = s->snd_nxt;
+			while (seq_lt(acked, nxt)) {
+				acked = seq_min(acked + 2 * 1460, nxt);
+				wr32(b + 4, pseq); wr32(b + 8, acked);
+				tcp_input(ts, &peer, &me, b, 20, now);
+			}
+			done = emitted - sent_before;
+			now += 10;
+		}
+	}
+	double dt = now_s() - t0;
+	free(rd);
+	free(b);
+	tcp_stack_free(ts);
+	return dt * 1e9 / (double)segs;
+}

@@ -23,6 +23,7 @@ int th_pop(struct th *h, uint8_t *buf, size_t cap, struct us_addr *src, struct u
 int th_events(struct th *h, struct tcp_sock **socks, unsigned *evs, int max);
 struct tw_wheel *th_wheel_new(uint64_t now);
 void th_deadlines(struct tcp_sock *s, uint64_t out[6]);
+double th_bench(int tx, uint64_t segs, int batch);
 
 struct netsim_params {
 	double loss, dup, reorder, corrupt;
