@@ -110,8 +110,8 @@ static struct {
 } c;
 
 static volatile sig_atomic_t stop_flag, report_flag;
-static void on_stop(int sig) { (void)sig; stop_flag = 1; }
-static void on_report(int sig) { (void)sig; report_flag = 1; }
+static void on_stop(int sig) { (void)sig; stop_flag = 1; net_wake(&g.net); }
+static void on_report(int sig) { (void)sig; report_flag = 1; net_wake(&g.net); }
 
 static uint64_t mono_ns(void)
 {

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include "../api.h"
@@ -119,11 +120,13 @@ int net_open_kernel(struct net *n)
 	memset(n, 0, sizeof(*n));
 	n->kind = NET_KERNEL;
 	n->epfd = epoll_create1(EPOLL_CLOEXEC);
+	n->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	n->evcap = EVCAP;
 	n->evbuf = calloc(EVCAP, sizeof(struct epoll_event));
-	if (n->epfd < 0 || !n->evbuf)
+	if (n->epfd < 0 || n->wakefd < 0 || !n->evbuf)
 		return -errno;
-	return 0;
+	struct epoll_event e = { .events = EPOLLIN, .data.ptr = NULL };   /* NULL: the wake fd */
+	return epoll_ctl(n->epfd, EPOLL_CTL_ADD, n->wakefd, &e) < 0 ? -errno : 0;
 }
 
 int net_open_user(struct net *n)
@@ -131,7 +134,7 @@ int net_open_user(struct net *n)
 	int err;
 	memset(n, 0, sizeof(*n));
 	n->kind = NET_USER;
-	n->epfd = -1;
+	n->epfd = n->wakefd = -1;
 	n->evcap = EVCAP;
 	n->evbuf = calloc(EVCAP, sizeof(struct us_event));
 	if (!n->evbuf)
@@ -146,9 +149,11 @@ void net_close_all(struct net *n)
 		us_stack_close(n->st);
 	if (n->epfd >= 0)
 		close(n->epfd);
+	if (n->wakefd >= 0)
+		close(n->wakefd);
 	free(n->evbuf);
 	n->st = NULL;
-	n->epfd = -1;
+	n->epfd = n->wakefd = -1;
 	n->evbuf = NULL;
 }
 
@@ -323,13 +328,30 @@ int net_wait(struct net *n, struct net_event *ev, int max, int timeout_ms)
 	int k = epoll_wait(n->epfd, ke, max, timeout_ms);
 	if (k < 0)
 		return -errno;
+	int out = 0;
 	for (int i = 0; i < k; i++) {
 		uint32_t e = ke[i].events;
-		ev[i].user = ke[i].data.ptr;
-		ev[i].events = (e & EPOLLIN ? NET_IN : 0) | (e & EPOLLOUT ? NET_OUT : 0) |
-			       (e & EPOLLERR ? NET_ERR : 0) | (e & EPOLLHUP ? NET_HUP : 0);
+		if (!ke[i].data.ptr) {
+			uint64_t v;
+			if (read(n->wakefd, &v, sizeof(v)) < 0) { /* drained already */ }
+			continue;
+		}
+		ev[out].user = ke[i].data.ptr;
+		ev[out++].events = (e & EPOLLIN ? NET_IN : 0) | (e & EPOLLOUT ? NET_OUT : 0) |
+				   (e & EPOLLERR ? NET_ERR : 0) | (e & EPOLLHUP ? NET_HUP : 0);
 	}
-	return k;
+	return out;
+}
+
+void net_wake(struct net *n)
+{
+	if (n->kind == NET_USER) {
+		if (n->st)
+			us_wake(n->st);
+		return;
+	}
+	uint64_t one = 1;
+	if (n->wakefd >= 0 && write(n->wakefd, &one, sizeof(one)) < 0) { /* saturated: awake */ }
 }
 
 ssize_t net_read(struct net *n, struct net_sock *s, void *buf, size_t len)

@@ -38,6 +38,7 @@ struct net {
 	struct us_stack *st;        /* user */
 	void *evbuf;                /* epoll_event or us_event array */
 	int evcap;
+	int wakefd;                 /* kernel: eventfd in the epoll set, for net_wake */
 };
 
 struct net_sock {
@@ -74,6 +75,8 @@ int net_local(struct net *n, struct net_sock *s, struct us_endpoint *out);
 int net_sock_error(struct net *n, struct net_sock *s);
 int net_set_events(struct net *n, struct net_sock *s, uint32_t events);
 int net_wait(struct net *n, struct net_event *ev, int max, int timeout_ms);
+/* Make a sleeping (or the next) net_wait return. Async-signal-safe: for signal handlers. */
+void net_wake(struct net *n);
 
 ssize_t net_read(struct net *n, struct net_sock *s, void *buf, size_t len);
 /* Zero-copy reading (user transport only, else -EOPNOTSUPP): the first contiguous piece of the

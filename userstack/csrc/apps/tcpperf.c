@@ -52,7 +52,7 @@ struct listener { int type; struct net_sock s; };
 static struct net net;
 static uint8_t *buf;
 static volatile sig_atomic_t stop_flag;
-static void on_stop(int sig) { (void)sig; stop_flag = 1; }
+static void on_stop(int sig) { (void)sig; stop_flag = 1; net_wake(&net); }
 
 static uint64_t now_ns(void)
 {

@@ -1,0 +1,256 @@
+"""What the HTTP and TCP benchmarks share: a throwaway testbed with the demux attached under a
+private bpffs root, applications on the user stack through the launcher, kernel programs in
+either namespace, and CPU accounting from /proc.
+
+Everything made here is undone on every exit path: processes stopped, stacks closed, the demux
+detached, pins and the private bpffs root removed, the namespaces deleted.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from xdpstack import libbpf, loader, netlink, testrun
+from xdpstack.errors import NotRoot, XdpstackError
+from xdpstack.testbed import Testbed
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class BenchError(XdpstackError):
+    pass
+
+
+def venv_bin(name: str) -> str:
+    """A C app built by `make setup` (userstack-httpd, userstack-tcpperf) from the venv's bin."""
+    p = Path(sys.executable).parent / name
+    if not p.exists():
+        raise BenchError(f"{p} is missing: build it with `make setup` (or `make -C userstack/csrc "
+                         f"install PREFIX=$PWD/.venv`)")
+    return str(p)
+
+
+def require(*tools: str) -> None:
+    if os.geteuid() != 0:
+        raise NotRoot("benchmarks build network namespaces and attach XDP: run as root")
+    missing = [t for t in tools if not shutil.which(t, path=os.environ.get("PATH", "") + ":/usr/sbin")]
+    if missing:
+        raise BenchError(f"{', '.join(missing)} not found: `make setup` installs Debian's packages")
+
+
+def cpus_for_bench(server_cpu: int | None, client_cpu: int | None) -> tuple[int, int]:
+    """Server on the highest allowed CPU, the client (wrk, iperf3) on another."""
+    allowed = sorted(os.sched_getaffinity(0))
+    if len(allowed) < 2:
+        raise BenchError("the benchmarks pin server and client to different CPUs: 2 CPUs needed")
+    s = allowed[-1] if server_cpu is None else server_cpu
+    c = next(x for x in allowed if x != s) if client_cpu is None else client_cpu
+    if s == c:
+        raise BenchError("--server-cpu and --client-cpu must differ")
+    return s, c
+
+
+# ---- CPU accounting ------------------------------------------------------------------------------
+
+def proc_cpu(pids: list[int]) -> float:
+    """utime + stime of these processes (all their threads), seconds."""
+    total = 0
+    for pid in pids:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])       # utime, stime (fields 14, 15)
+    return total / CLK_TCK
+
+
+def children(pid: int) -> list[int]:
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        out.append(int(d))
+            except (OSError, ValueError, IndexError):
+                continue
+    return out
+
+
+def cpu_times(cpu: int) -> dict[str, float]:
+    """One CPU's /proc/stat times in seconds: busy (everything but idle and iowait), softirq."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith(f"cpu{cpu} "):
+                v = [int(x) for x in line.split()[1:]]
+                user, nice, system, idle, iowait, irq, softirq, steal = v[:8]
+                return {"busy": (user + nice + system + irq + softirq + steal) / CLK_TCK,
+                        "softirq": softirq / CLK_TCK, "total": sum(v[:8]) / CLK_TCK}
+    raise BenchError(f"cpu{cpu} is not in /proc/stat")
+
+
+class CpuSample:
+    """CPU used by the server's processes and by each CPU between start() and stop()."""
+
+    def __init__(self, pids: list[int], cpus: dict[str, int]):
+        self.pids, self.cpus = pids, cpus
+
+    def start(self):
+        self.t0 = time.monotonic()
+        self.p0 = proc_cpu(self.pids)
+        self.c0 = {k: cpu_times(c) for k, c in self.cpus.items()}
+        return self
+
+    def stop(self) -> dict:
+        wall = time.monotonic() - self.t0
+        out = {"wall_s": round(wall, 3), "server_cpu_s": round(proc_cpu(self.pids) - self.p0, 3)}
+        for k, c in self.cpus.items():
+            c1 = cpu_times(c)
+            out[f"{k}_core_busy_s"] = round(c1["busy"] - self.c0[k]["busy"], 3)
+            out[f"{k}_core_softirq_s"] = round(c1["softirq"] - self.c0[k]["softirq"], 3)
+        return out
+
+
+# ---- numbers ---------------------------------------------------------------------------------------
+
+def median(xs) -> float:
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else 0.0
+
+
+def median_ratio(a: list[float], b: list[float]) -> float:
+    """Median over rounds of a/b, each round against its own baseline."""
+    rs = [x / y for x, y in zip(a, b, strict=True) if x is not None and y]
+    return round(statistics.median(rs), 3) if rs else 0.0
+
+
+# ---- the testbed -------------------------------------------------------------------------------------
+
+class Bed:
+    """A testbed with the demux attached on the dut veth, under a private bpffs root."""
+
+    def __init__(self, attach: bool = True):
+        self.attach = attach
+        self.undo = contextlib.ExitStack()
+        self.tb: Testbed | None = None
+        self.bpffs = f"/sys/fs/bpf/xdpstack-bench-{os.getpid()}"
+
+    def __enter__(self) -> Bed:
+        try:
+            self._up()
+        except BaseException:
+            self.undo.close()
+            raise
+        return self
+
+    def _up(self):
+        old = os.environ.get("XDPSTACK_BPFFS")
+        os.environ["XDPSTACK_BPFFS"] = self.bpffs
+
+        def restore():
+            shutil.rmtree(self.bpffs, ignore_errors=True)
+            if old is None:
+                os.environ.pop("XDPSTACK_BPFFS", None)
+            else:
+                os.environ["XDPSTACK_BPFFS"] = old
+        self.undo.callback(restore)
+        self.tb = Testbed()
+        self.tb.up()
+        self.undo.callback(self.tb.down)
+        self.undo.callback(self._cleanup_xdp)
+        if self.attach:
+            self.attach_demux()
+
+    # -- XDP on the dut veth -------------------------------------------------------------------------
+    def attach_demux(self):
+        with netlink.netns(self.tb.dut.ns):
+            loader.attach(self.tb.dut.ifname)
+        self.demux_attached = True
+
+    def detach_demux(self):
+        with netlink.netns(self.tb.dut.ns):
+            loader.detach(self.tb.dut.ifname)
+        self.demux_attached = False
+
+    def attach_trivial(self):
+        """A `return XDP_PASS;` program on the dut veth (native mode): the price of any XDP program."""
+        with netlink.netns(self.tb.dut.ns):
+            fd = testrun.load_trivial()
+            try:
+                libbpf.xdp_attach(self.tb.dut.ifindex, fd, libbpf.XDP_FLAGS_DRV_MODE)
+            finally:
+                os.close(fd)
+        self.trivial_attached = True
+
+    def detach_trivial(self):
+        with netlink.netns(self.tb.dut.ns):
+            libbpf.xdp_attach(self.tb.dut.ifindex, -1, libbpf.XDP_FLAGS_DRV_MODE)
+        self.trivial_attached = False
+
+    demux_attached = trivial_attached = False
+
+    def _cleanup_xdp(self):
+        if self.trivial_attached:
+            with contextlib.suppress(Exception):
+                self.detach_trivial()
+        if self.demux_attached:
+            with netlink.netns(self.tb.dut.ns), contextlib.suppress(Exception):
+                loader.detach(self.tb.dut.ifname, force=True)
+
+    def __exit__(self, *exc):
+        self.undo.close()
+
+    # -- processes -----------------------------------------------------------------------------------
+    def launch(self, cmd: list[str], tcp: list[int], env: dict[str, str] | None = None):
+        """CMD on its own user-level stack on the dut veth (the launcher, in-process); stopped (and
+        everything the launcher built undone) when the bed goes down, or earlier with stop()."""
+        from xdpstack.launcher import Launch, RunSpec
+        spec = RunSpec(ifname=self.tb.dut.ifname, cmd=cmd, tcp=tcp, env=env or {})
+        with netlink.netns(self.tb.dut.ns):
+            launch = Launch(spec).start()
+        self.undo.callback(self.close_launch, launch)
+        return launch
+
+    def close_launch(self, launch):
+        """Stop the application and undo its stack now (again at the end: a no-op)."""
+        with netlink.netns(self.tb.dut.ns):
+            launch.close()
+
+    def popen(self, host: str, cmd: list[str], **kw) -> subprocess.Popen:
+        """A kernel program in the dut or peer namespace (killed when the bed goes down)."""
+        h = self.tb.dut if host == "dut" else self.tb.peer
+        kw.setdefault("stdout", subprocess.PIPE)
+        kw.setdefault("stderr", subprocess.PIPE)
+        p = h.popen(cmd, text=True, **kw)
+        self.undo.callback(stop_process, p)
+        return p
+
+    def run(self, host: str, cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
+        h = self.tb.dut if host == "dut" else self.tb.peer
+        return h.run(cmd, check=False, timeout=timeout)
+
+
+def stop_process(p: subprocess.Popen, grace: float = 2.0) -> tuple[str, str]:
+    """SIGTERM, then SIGKILL; returns what it printed."""
+    if p.poll() is None:
+        p.terminate()
+    try:
+        out, err = p.communicate(timeout=grace)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        out, err = p.communicate(timeout=5)
+    return out or "", err or ""
+
+
+def wait_ready(check, timeout: float = 10.0, what: str = "server") -> None:
+    """Poll check() (truthy when ready) for up to timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise BenchError(f"the {what} did not come up within {timeout:.0f} s")
