@@ -475,10 +475,9 @@ void tcp_enter_time_wait(struct tcp_sock *s, uint64_t now)
 {
 	struct tcp_stack *ts = s->ts;
 	clear_timers(s);
-	if (ts->ntw >= ts->cfg.max_time_wait) {     /* Linux: no bucket, close at once */
-		tcp_done(s, 0);
-		return;
-	}
+	/* Over max_time_wait: no TIME_WAIT (Linux's behaviour), the socket goes at the next
+	 * tcp_timers. Not here: callers still hold s. */
+	uint64_t until = ts->ntw >= ts->cfg.max_time_wait ? now : now + ts->cfg.time_wait_us;
 	tcp_set_state(s, TCPS_TIME_WAIT);
 	ts->ntw++;
 	s->in_tw_count = true;
@@ -495,7 +494,7 @@ void tcp_enter_time_wait(struct tcp_sock *s, uint64_t now)
 	}
 	s->in_recovery = false;
 	s->persist = false;
-	tcp_timer_set(s, T_CLOSE, now + ts->cfg.time_wait_us);
+	tcp_timer_set(s, T_CLOSE, until);
 }
 
 /* A passive connection completed its handshake: to the accept queue. */

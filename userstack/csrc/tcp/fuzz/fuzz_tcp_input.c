@@ -172,6 +172,7 @@ static void setup(struct fz *f, uint8_t sc)
 	}
 	cfg.time_wait_us = 2000000;
 	cfg.quickack = (sc & 0x80) ? 0 : 4;
+	cfg.max_time_wait = (sc & 0x80) ? 1 : 65536;
 	cfg.challenge_ack_limit = 50;
 	struct tcp_hooks h = { emit, on_event, bind_eph, NULL };
 	f->ts = tcp_stack_new(&cfg, &h, f);
