@@ -42,3 +42,35 @@ def rx(as_json: bool, seconds: float, steps: int, payloads: tuple[int, ...]):
     from xdpstack.bench import rx as bench_rx
     result = bench_rx.run(seconds=seconds, steps=steps, payloads=payloads or bench_rx.PAYLOADS)
     emit_json(result) if as_json else click.echo(bench_rx.format_text(result))
+
+
+@bench.command("http")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--duration", type=click.FloatRange(0.5, 120), default=5.0, show_default=True,
+              help="Seconds per wrk run.")
+@click.option("--rounds", type=click.IntRange(1, 20), default=3, show_default=True,
+              help="Rounds per configuration (the median is reported).")
+@click.option("--conns", "conns", type=click.IntRange(1, 10_000), multiple=True,
+              help="wrk connections (repeatable; default 10 and 100).")
+@command()
+def http(as_json: bool, duration: float, rounds: int, conns: tuple[int, ...]):
+    """userstack-httpd on the user stack vs the same server on kernel sockets vs nginx (1 worker),
+    wrk from the peer namespace, keep-alive and Connection: close; requests/s, latency, server CPU."""
+    from xdpstack.bench import http as bench_http
+    result = bench_http.run(duration=duration, rounds=rounds, conns=conns or (10, 100))
+    emit_json(result) if as_json else click.echo(bench_http.format_text(result))
+
+
+@bench.command("tcp")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--duration", type=click.FloatRange(0.5, 120), default=5.0, show_default=True,
+              help="Seconds per run.")
+@click.option("--rounds", type=click.IntRange(1, 20), default=3, show_default=True,
+              help="Rounds per configuration (the median is reported).")
+@command()
+def tcp(as_json: bool, duration: float, rounds: int):
+    """One TCP connection: bulk throughput each way and request/response round trips, user stack vs
+    kernel on the same testbed; and what attaching the demux costs the kernel's own traffic."""
+    from xdpstack.bench import tcp as bench_tcp
+    result = bench_tcp.run(duration=duration, rounds=rounds)
+    emit_json(result) if as_json else click.echo(bench_tcp.format_text(result))
