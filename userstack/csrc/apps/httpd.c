@@ -12,7 +12,9 @@
  * through "..", absolute or symbolic links); 400/404/403/413/414/431/501/505 where due.
  * Limits: --max-head (request line + headers, 8 KiB), --max-body (request body we read and
  * discard, 1 MiB; more gets 413 and a close), --max-conns (10,000; more are accepted and closed
- * at once), --idle-timeout (60 s).
+ * at once), --idle-timeout (60 s). On the user stack, --sndbuf/--rcvbuf set the stack's TCP
+ * buffers per connection (256 KiB / 64 KiB: requests are small; XDPSTACK_TCP wins if it names
+ * them); kernel sockets keep the kernel's autotuning.
  *
  * Run to completion: net_wait batches readiness; on the user stack each ready connection's
  * received bytes are parsed in place in the stack's receive buffer (us_tcp_peek), on kernel
@@ -71,6 +73,8 @@ struct conn {
 	uint8_t closing;            /* close once the output is out */
 	uint8_t lingering;          /* FIN sent; reading and discarding until EOF or timeout */
 	uint8_t unread;             /* the client may still be sending: linger before closing */
+	uint32_t unconsumed;        /* user stack: bytes parsed in place, consumed after the batch */
+	int cidx;                   /* ... at g.consume[cidx] */
 };
 
 struct listener {
@@ -102,6 +106,8 @@ static struct {
 	size_t oused;
 	char *ibuf;
 	uint64_t now_ns;
+	struct conn *consume[1024]; /* connections with unconsumed bytes (one per ready socket) */
+	int nconsume;
 } g;
 
 static struct {
@@ -431,8 +437,29 @@ static size_t process(struct conn *k, const char *buf, size_t len)
 	return off;
 }
 
+/* On the user stack, consuming received bytes flushes the stack's pending output at once (a
+ * window update may be due). Consuming after the whole batch lets one flush, one TX kick, carry
+ * every response of the batch. */
+static void consume_now(struct conn *k)
+{
+	if (!k->unconsumed)
+		return;
+	net_consume(&g.net, &k->s, k->unconsumed);
+	k->unconsumed = 0;
+	g.consume[k->cidx] = NULL;
+}
+
+static void consume_batch(void)
+{
+	for (int i = 0; i < g.nconsume; i++)
+		if (g.consume[i])
+			consume_now(g.consume[i]);
+	g.nconsume = 0;
+}
+
 static void conn_free(struct conn *k)
 {
+	consume_now(k);                     /* closing with unread bytes would reset the connection */
 	list_del(k);
 	net_close(&g.net, &k->s);
 	if (k->sfd >= 0)
@@ -589,17 +616,24 @@ static void on_readable(struct conn *k)
 	touch(k);
 	for (int rounds = 0; rounds < 8; rounds++) {
 		size_t have = k->rlen;
-		if (!have && g.net.kind == NET_USER) {
+		if (!have && g.net.kind == NET_USER && !k->unconsumed) {
 			/* parse in place in the stack's receive buffer; only a partial request is copied */
 			const char *buf;
-			ssize_t n = net_peek(&g.net, &k->s, &buf);
+			size_t len;
+			ssize_t n = net_peek(&g.net, &k->s, &buf, &len);
 			if (n > 0) {
-				c.bytes_in += (uint64_t)n;
-				size_t used = process(k, buf, (size_t)n);
-				if (used < (size_t)n && k->closing != 2)
-					keep_input(k, buf + used, (size_t)n - used);
-				net_consume(&g.net, &k->s, (size_t)n);
+				c.bytes_in += (uint64_t)len;
+				size_t used = process(k, buf, len);
+				if (used < len && k->closing != 2)
+					keep_input(k, buf + used, len - used);
 				flush_out(k);
+				if ((size_t)n == len && g.nconsume < (int)(sizeof(g.consume) / sizeof(g.consume[0]))) {
+					k->unconsumed = (uint32_t)len;      /* all there is: done for this batch */
+					k->cidx = g.nconsume;
+					g.consume[g.nconsume++] = k;
+					break;
+				}
+				net_consume(&g.net, &k->s, len);   /* the ring wrapped: the rest next */
 				if (k->closing || blocked(k))
 					break;
 				continue;
@@ -702,6 +736,19 @@ static void report(void)
 		       (unsigned long long)s.rx_bad_csum, (unsigned long long)s.tx_no_frame,
 		       (unsigned long long)s.tx_kicks, (unsigned long long)s.polls,
 		       (unsigned long long)s.wakeups);
+		struct us_tcp_stats t;
+		us_tcp_stack_stats(st, &t);
+		printf(", \"tcp\": {\"segs_in\": %llu, \"segs_out\": %llu, \"retransmits\": %llu, "
+		       "\"timeouts\": %llu, \"rst_in\": %llu, \"rst_out\": %llu, \"no_socket\": %llu, "
+		       "\"listen_drops\": %llu, \"passive_opens\": %llu, \"paws_drops\": %llu, "
+		       "\"challenge_acks\": %llu, \"emit_nobufs\": %llu, \"conns\": %u, \"time_wait\": %u}",
+		       (unsigned long long)t.segs_in, (unsigned long long)t.segs_out,
+		       (unsigned long long)t.retransmits, (unsigned long long)t.timeouts,
+		       (unsigned long long)t.rst_in, (unsigned long long)t.rst_out,
+		       (unsigned long long)t.no_socket, (unsigned long long)t.listen_drops,
+		       (unsigned long long)t.passive_opens, (unsigned long long)t.paws_drops,
+		       (unsigned long long)t.challenge_acks, (unsigned long long)t.emit_nobufs, t.conns,
+		       t.time_wait);
 	}
 	printf("}\n");
 	fflush(stdout);
@@ -745,7 +792,8 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: userstack-httpd [--body-size N | --root DIR] [--port P] [--max-conns N]\n"
 		"                       [--max-head BYTES] [--max-body BYTES] [--idle-timeout S]\n"
-		"                       [--backlog N] [--duration S] [--quiet]\n"
+		"                       [--backlog N] [--sndbuf BYTES] [--rcvbuf BYTES] [--duration S]\n"
+		"                       [--quiet]\n"
 		"       userstack-httpd --kernel --listen ADDR:PORT [--listen ...] [same options]\n"
 		"On the user stack (under `xdpstack run IFACE --tcp PORT -- userstack-httpd`) it serves\n"
 		"every TCP tuple the stack owns (--port: only that port).\n");
@@ -769,7 +817,7 @@ int main(int argc, char **argv)
 	long long body_size = -1;
 	const char *root = NULL;
 	double duration = 0, idle = 60;
-	unsigned long long v;
+	unsigned long long v, sndbuf = 256 * 1024, rcvbuf = 64 * 1024;
 	g.max_head = 8192;
 	g.max_body = 1 << 20;
 	g.max_conns = 10000;
@@ -820,6 +868,10 @@ int main(int argc, char **argv)
 		} else if (!strcmp(a, "--backlog")) {
 			bad = num_arg(val, 65535, &v) || v == 0;
 			backlog = (int)v;
+			i++;
+		} else if (!strcmp(a, "--sndbuf") || !strcmp(a, "--rcvbuf")) {
+			bad = num_arg(val, 1u << 30, &v) || v < 4096;
+			*(a[2] == 's' ? &sndbuf : &rcvbuf) = v;
 			i++;
 		} else if (!strcmp(a, "--idle-timeout")) {
 			idle = atof(val);
@@ -881,6 +933,15 @@ int main(int argc, char **argv)
 			if (add_listener(&listen_eps[i], backlog) < 0)
 				return 1;
 	} else {
+		const char *env = getenv("XDPSTACK_TCP");
+		char opts[96] = "";
+		int o = 0;
+		if (!env || !strstr(env, "sndbuf"))
+			o = snprintf(opts, sizeof(opts), "sndbuf=%llu ", sndbuf);
+		if (!env || !strstr(env, "rcvbuf"))
+			snprintf(opts + o, sizeof(opts) - o, "rcvbuf=%llu", rcvbuf);
+		if (opts[0] && (r = us_stack_tcp_configure(g.net.st, opts)) < 0)
+			fprintf(stderr, "userstack-httpd: TCP buffers (%s): %s\n", opts, strerror(-r));
 		const struct us_desc *d = us_stack_desc(g.net.st);
 		for (uint32_t i = 0; i < d->ntuples; i++) {
 			const struct us_tuple *t = &d->tuples[i];
@@ -934,6 +995,7 @@ int main(int argc, char **argv)
 				on_readable(k);
 			}
 		}
+		consume_batch();
 		if (report_flag) {
 			report_flag = 0;
 			report();

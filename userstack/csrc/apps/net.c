@@ -362,7 +362,7 @@ ssize_t net_read(struct net *n, struct net_sock *s, void *buf, size_t len)
 	return r < 0 ? -errno : r;
 }
 
-ssize_t net_peek(struct net *n, struct net_sock *s, const char **p)
+ssize_t net_peek(struct net *n, struct net_sock *s, const char **p, size_t *len0)
 {
 	if (n->kind != NET_USER)
 		return -EOPNOTSUPP;
@@ -371,7 +371,8 @@ ssize_t net_peek(struct net *n, struct net_sock *s, const char **p)
 	if (r <= 0)
 		return r;
 	*p = iov[0].base;
-	return (ssize_t)iov[0].len;
+	*len0 = iov[0].len;
+	return r;
 }
 
 int net_consume(struct net *n, struct net_sock *s, size_t len)

@@ -79,10 +79,10 @@ int net_wait(struct net *n, struct net_event *ev, int max, int timeout_ms);
 void net_wake(struct net *n);
 
 ssize_t net_read(struct net *n, struct net_sock *s, void *buf, size_t len);
-/* Zero-copy reading (user transport only, else -EOPNOTSUPP): the first contiguous piece of the
- * readable bytes, valid until net_consume or close; 0 when nothing is readable (net_read then
- * tells end of stream or an error apart). */
-ssize_t net_peek(struct net *n, struct net_sock *s, const char **p);
+/* Zero-copy reading (user transport only, else -EOPNOTSUPP): all readable bytes (returned) of
+ * which the first *len0 are contiguous at *p, valid until net_consume or close; 0 when nothing
+ * is readable (net_read then tells end of stream or an error apart). */
+ssize_t net_peek(struct net *n, struct net_sock *s, const char **p, size_t *len0);
 int net_consume(struct net *n, struct net_sock *s, size_t len);
 /* The bytes taken (possibly fewer than offered), or -errno (-EAGAIN when none were). */
 ssize_t net_write(struct net *n, struct net_sock *s, const void *buf, size_t len);

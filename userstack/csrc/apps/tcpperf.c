@@ -71,7 +71,8 @@ static ssize_t drain(struct net_sock *s)
 	ssize_t total = 0;
 	for (;;) {
 		const char *p;
-		ssize_t n = net_peek(&net, s, &p);
+		size_t len0;
+		ssize_t n = net_peek(&net, s, &p, &len0);
 		if (n > 0) {
 			net_consume(&net, s, (size_t)n);
 		} else {
