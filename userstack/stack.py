@@ -62,11 +62,13 @@ class Stack:
     def create(cls, ifname: str, *, queues=None, udp=(), tcp=(), tuples=(), addrs=None, mac=None,
                mtu=None, frames: int = 4096, frame_size: int | None = None, ring_size: int = 2048,
                need_wakeup: bool = True, resolve: bool = True, driver: bool = True,
-               busy_poll: bool = False, name: str = "inproc") -> Stack:
+               busy_poll: bool = False, name: str = "inproc", claims: bool = False) -> Stack:
         """A stack in this (privileged) process on ifname, for tests and benchmarks.
         udp/tcp: ports claimed on every local address (IPv4 and IPv6); tuples: explicit
         (proto, address, port). addrs, mac and mtu default to the interface's own. Redirecting the
-        packets into the sockets (XSKMAP) is the caller's business: see `fds`/`queue_ids`."""
+        packets into the sockets (XSKMAP) is the caller's business: see `fds`/`queue_ids`.
+        claims=True: active opens (TCP connect) claim their local ports by binding kernel sockets
+        in this network namespace (userstack.resolver), for the caller to redirect."""
         from userstack import xsk
         info = _link_info(ifname)
         addrs = list(addrs) if addrs is not None else info["addrs"]
@@ -85,7 +87,7 @@ class Stack:
             if resolve:
                 from userstack.resolver import Resolver
                 a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
-                resolver = Resolver(b, info["ifindex"])
+                resolver = Resolver(b, info["ifindex"], claims=claims)
                 ctl_fd = a.detach()
             xs.set_identity(name=name, mac=mac or info["mac"], mtu=mtu, addrs=addrs, tuples=tuples,
                             ctl_fd=ctl_fd, busy_poll=busy_poll)

@@ -105,7 +105,7 @@ void us_stack_close(struct us_stack *st);
 int us_wait(struct us_stack *st, struct us_event *ev, int max, int timeout_ms);
 /* The same processing without collecting events (the Python driver thread's loop). */
 int us_poll(struct us_stack *st, int timeout_ms);
-/* Kick the TX rings now (frames sent with US_MSG_MORE). */
+/* Send now what was queued with US_MSG_MORE (UDP frames, TCP writes). */
 int us_flush(struct us_stack *st);
 /* Make a sleeping us_wait/us_poll return. Async-signal-safe. */
 void us_wake(struct us_stack *st);

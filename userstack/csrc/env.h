@@ -32,7 +32,25 @@
  *   XDPSTACK_BUSY_POLL "%u"   optional, 1 = spin on the rings instead of sleeping in epoll
  *
  * The fds are inherited without FD_CLOEXEC; the stack takes ownership of them when it opens from
- * the environment and closes them with the stack. */
+ * the environment and closes them with the stack.
+ *
+ * Optional, read by every stack opened on AF_XDP sockets (us_stack_open, us_stack_open_env; also
+ * set at run time with us_stack_tcp_configure / us_stack_faults_configure). A bad value fails the
+ * open with -EINVAL. `xdpstack run` passes them through (and its --faults sets XDPSTACK_FAULTS).
+ *
+ *   XDPSTACK_CC        "cubic" (default) or "newreno": congestion control of the stack's TCP
+ *   XDPSTACK_TCP       TCP knobs, "key=value" words; sizes take k/m suffixes, *_ms fractions:
+ *        cc=cubic|newreno   sndbuf=2m rcvbuf=2m (per connection)   init_cwnd=10 (segments)
+ *        sack=1 timestamps=1 wscale=1 (offer them)   delack_ms=40   quickack=16 (segments ACKed
+ *        at once after the start)   rto_min_ms=200 rto_init_ms=1000 rto_max_ms=120000
+ *        syn_retries=6 synack_retries=5 retries=15   keepidle=7200 keepintvl=75 keepcnt=9 (s)
+ *        time_wait_ms=60000 max_time_wait=65536   backlog=128 (listen(0))
+ *        challenge_ack_limit=1000 (per second)   port_pool=4 (ephemeral ports claimed ahead per
+ *        local address, 0: claim at each connect)   linger_ms=1000 (stack close waits this long
+ *        for closing connections to deliver their data)
+ *   XDPSTACK_FAULTS    fault injection between the stack and its device (fault.h), e.g.
+ *        "seed=1 drop=0.05 duplicate=0.01 reorder=0.02 corrupt=0.01 dir=both": rates are
+ *        probabilities per frame (or "5%"), dir is rx, tx or both (default both), seed 1 */
 #pragma once
 #include <stddef.h>
 #include <stdint.h>

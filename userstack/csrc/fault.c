@@ -81,7 +81,8 @@ static int fd_rx_burst(struct us_netdev *d, int q, struct us_frame *out, int max
 			continue;
 		}
 		out[n++] = fr;
-		if (n + nprev < max && hit(f, f->c.dup_ppm)) {
+		/* a copy only while out[] keeps room for the rest of this burst and the held frames */
+		if (n + (got - i - 1) + nprev < max && hit(f, f->c.dup_ppm)) {
 			struct us_frame dup = fr;
 			dup.data = malloc(fr.len ? fr.len : 1);
 			if (dup.data) {

@@ -526,7 +526,10 @@ int us_poll(struct us_stack *st, int timeout_ms)
 int us_flush(struct us_stack *st)
 {
 	pthread_mutex_lock(&st->lock);
+	st->now = us_now_ns();
+	us_tcp_flush_locked(st);           /* TCP writes made with US_MSG_MORE */
 	int r = us_stack_flush_locked(st);
+	st->tx_pending = 0;
 	pthread_mutex_unlock(&st->lock);
 	return r;
 }

@@ -187,6 +187,7 @@ int us_tcp_open(struct us_stack *st, const struct us_tcp_opts *o);   /* at stack
 void us_tcp_close_all(struct us_stack *st);                          /* at stack close */
 void us_tcp_input(struct us_stack *st, const struct us_parsed *p);
 void us_tcp_poll(struct us_stack *st);         /* per poll: flush, timers, timerfd */
+void us_tcp_flush_locked(struct us_stack *st); /* what the sockets queued goes out now */
 void us_tcp_claimed(struct us_stack *st, const struct us_ctl_claimed *m);  /* a CLAIMED for TCP */
 void us_tcp_close_locked(struct us_sock *s);
 uint32_t us_tcp_events(struct us_sock *s);     /* US_EV_* now */

@@ -98,6 +98,12 @@ static void flush_now(struct us_stack *st)
 	}
 }
 
+void us_tcp_flush_locked(struct us_stack *st)
+{
+	if (st->tcp)
+		flush_now(st);
+}
+
 /* ---- readiness ---- */
 static uint32_t map_events(unsigned e)
 {

@@ -1,0 +1,1 @@
+"""Small applications on a user-level stack (run them under `xdpstack run`)."""
