@@ -384,3 +384,21 @@ def test_going_back_after_timeout_resends_a_lost_retransmission():
         sent += [s.seq for s in c.send("A")]
     assert sent[-1] == segs[1].seq and c.info.timeouts == 1
     stk.free()
+
+
+def test_lost_retransmission_is_sent_again_before_the_rto():
+    """In SACK recovery the retransmission of a hole is lost as well: the probe timer sends it
+    again after a few round trips instead of waiting for the 200 ms RTO (RACK's idea)."""
+    stk = newreno()
+    c = passive_open(stk)
+    settle_rtt(c)
+    segs = flight(c, 10)
+    una = segs[0].seq
+    out = []
+    for k in range(1, 4):
+        out += c.send("A", ack=una, sack=((segs[1].seq, segs[k].end),))
+    assert una in [s.seq for s in out]                 # fast retransmit
+    again = c.stk.run_until(c.stk.now + 50_000)        # its retransmission is lost too
+    assert una in [s.seq for s in again]
+    assert c.info.timeouts == 0
+    stk.free()
