@@ -94,7 +94,7 @@ static __always_inline int xs_demux(struct xdp_md *ctx)
 	long act = XDP_PASS;
 	/* The differing empty asm keeps clang from merging the two redirect calls into one call
 	 * site: the verifier would then see two maps there and fall back to an indirect call. */
-	if (c->target == XS_TARGET_XSK) {
+	if (c->target == XS_TARGET_XSK && stack < XS_MAX_STACKS) {   /* else the slot could wrap */
 		__u32 q = ctx->rx_queue_index;
 		if (q >= XS_MAX_QUEUES)
 			return XS_PASS(st, pass_bad_queue, bytes);
@@ -106,7 +106,8 @@ static __always_inline int xs_demux(struct xdp_md *ctx)
 	}
 	struct xs_stack_stats *ss = xs_map_stack_stats(stack);
 	if (act != XDP_REDIRECT) {
-		/* An empty slot (socket closed, port removed) or an unknown target: the owner is gone. */
+		/* An empty slot (socket closed, port removed), or a claim naming no valid target:
+		 * the owner is gone. */
 		if (ss)
 			ss->orphaned++;
 		return XS_PASS(st, pass_orphaned, bytes);

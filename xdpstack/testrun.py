@@ -138,12 +138,16 @@ def load_trivial(action: int = XDP_PASS, name: str = "xdp_trivial") -> int:
 
 @dataclass
 class Compiled:
-    """One compiled xdpstack object: its bcc module (maps: bpf["claims"], ...) and program fds,
+    """One compiled xdpstack object: its bcc module (maps: table("claims"), ...) and program fds,
     with helpers that write claims the way the control plane must (claims plus the
     claims_by_port index) and read the per-CPU counters back, summed over CPUs."""
     bpf: object
     progs: dict[str, int] = field(default_factory=dict)
     _claims: dict = field(default_factory=dict)        # xs_tuple bytes -> (stack, target)
+
+    def table(self, name: str):
+        """The bcc table of a map (claims, xsks, stats, ...)."""
+        return self.bpf[name.encode()]
 
     # -- claims ---------------------------------------------------------------------------------
     def set_claims(self, claims: dict[tuple, tuple[int, int]]) -> None:
@@ -153,7 +157,7 @@ class Compiled:
         for k, (stack, target) in claims.items():
             proto, addr, port, *fam = k
             new[_key_bytes(layout.tuple_key(proto, addr, port, *fam))] = (stack, target)
-        t = self.bpf["claims"]
+        t = self.table("claims")
         for kb in self._claims.keys() - new.keys():
             del t[t.Key.from_buffer_copy(kb)]
         for kb, (stack, target) in new.items():
@@ -166,13 +170,13 @@ class Compiled:
         by_port: dict[int, list] = {}
         for kb, v in new.items():
             by_port.setdefault(port_index(kb), []).append((kb, v))
-        idx = self.bpf["claims_by_port"]
+        idx = self.table("claims_by_port")
         for i in touched:
             idx[idx.Key(i)] = idx.Leaf.from_buffer_copy(_key_bytes(port_entry(by_port.get(i, []))))
 
     def set_slot(self, slot: int, sock) -> None:
         """Put a socket (anything with fileno(), e.g. StubXsk) into xsks[slot]; None empties it."""
-        t = self.bpf["xsks"]
+        t = self.table("xsks")
         if sock is None:
             with contextlib.suppress(KeyError):
                 del t[t.Key(slot)]
@@ -181,7 +185,7 @@ class Compiled:
 
     def set_port(self, stack: int, ifindex: int | None) -> None:
         """ports[stack] = ifindex (a device in the caller's namespace); None empties the slot."""
-        t = self.bpf["ports"]
+        t = self.table("ports")
         if ifindex is None:
             with contextlib.suppress(KeyError):
                 del t[t.Key(stack)]
@@ -191,7 +195,7 @@ class Compiled:
     # -- counters -------------------------------------------------------------------------------
     def counters(self, map_name: str = "stats", key: int = 0) -> dict[str, int]:
         """A per-CPU map entry (stats, stack_stats), each field summed over all CPUs."""
-        t = self.bpf[map_name]
+        t = self.table(map_name)
         ctype = {"stats": "struct xs_stats", "stack_stats": "struct xs_stack_stats"}[map_name]
         names = [f for f, _ in layout.ffi.typeof(ctype).fields]
         out = dict.fromkeys(names, 0)
@@ -233,8 +237,8 @@ def compile_object(cflags: tuple[str, ...] | list[str] = ()) -> Compiled:
     """Compile bpf/xdpstack.bpf.c with bcc (about 2 s and 210 MB) and load its three programs.
     Nothing is attached or pinned: the maps are private to the returned object."""
     from bcc import BPF
-    b = BPF(src_file=str(SOURCE), cflags=[f"-I{BPF_DIR}", "-Wall", *cflags])
-    return Compiled(b, {name: b.load_func(name, BPF.XDP).fd for name in PROGRAMS})
+    b = BPF(src_file=str(SOURCE).encode(), cflags=[f"-I{BPF_DIR}", "-Wall", *cflags])
+    return Compiled(b, {name: b.load_func(name.encode(), BPF.XDP).fd for name in PROGRAMS})
 
 
 def source_files() -> list[Path]:
