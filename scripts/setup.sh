@@ -8,7 +8,7 @@ need_root() { [ "$(id -u)" = 0 ] || { echo "xdpstack set-up: run as root (XDP, n
 need_root
 
 # Debian packages. python3-bpfcc is the only bcc we use (see README: "What we wrote by hand").
-PKGS=(python3-bpfcc bpftool libxdp-dev libbpf-dev libelf-dev zlib1g-dev pkg-config gcc clang make
+PKGS=(python3-bpfcc bpftool libxdp-dev libbpf-dev libelf-dev zlib1g-dev pkg-config gcc clang libclang-rt-14-dev make
       iproute2 ethtool python3-venv python3-dev linux-headers-amd64
       curl netcat-openbsd iputils-ping wrk iperf3 nginx-light tcpdump)
 missing=()
