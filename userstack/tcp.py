@@ -231,7 +231,7 @@ class TcpSocket:
     def setsockopt(self, level, optname, value, optlen=None) -> None:
         key = (level, optname)
         h = self._handle()
-        if key in _INT_OPTS and key[1] != _socket.SO_ERROR:
+        if key in _INT_OPTS and key != (_socket.SOL_SOCKET, _socket.SO_ERROR):
             check(lib.us_tcp_setsockopt(h, _INT_OPTS[key], int.from_bytes(value, "little")
                                         if isinstance(value, bytes) else int(value)))
         elif key == (_socket.IPPROTO_TCP, _socket.TCP_CONGESTION):

@@ -99,8 +99,8 @@ def _desc(addrs, mac, tuples, ctl_fd):
 class Pair:
     A4, B4, A6, B6 = A4, B4, A6, B6
 
-    def __init__(self, tcp=(7000,), udp=(), frames=8192, wire_depth=4096, driver=True, tcp_opts="",
-                 refuse_claims=False):
+    def __init__(self, tcp=(7000,), udp=(), frames=8192, wire_depth=4096, driver=True,
+                 tcp_opts="linger_ms=300", refuse_claims=False):
         tuples = [(p, w, port) for p, ports in (("tcp", tcp), ("udp", udp)) for port in ports
                   for w in ("0.0.0.0", "::")]
         self.launchers = []
@@ -126,6 +126,9 @@ class Pair:
         return f[0], d[0]
 
     def close(self):
+        for st in (self.a, self.b):                   # both stacks still run while these close
+            for s in list(st._tcp):
+                s.close()
         for st in (self.a, self.b):
             st.close()
         for fl in self.launchers:
