@@ -73,9 +73,10 @@ def www():
 class Httpd:
     """`xdpstack run IFACE --tcp PORT [--user nobody] -- userstack-httpd ARGS` in the dut namespace."""
 
-    def __init__(self, tb, port: int, user: str | None, *args: str):
+    def __init__(self, tb, port: int, user: str | None, *args: str, more_tcp: tuple[int, ...] = ()):
         self.tb, self.port = tb, port
-        argv = [XDPSTACK, "--netns", tb.dut.ns, "run", tb.dut.ifname, "--tcp", str(port),
+        claims = [w for p in (port, *more_tcp) for w in ("--tcp", str(p))]
+        argv = [XDPSTACK, "--netns", tb.dut.ns, "run", tb.dut.ifname, *claims,
                 *(["--user", user] if user else []), "--", "userstack-httpd", *args]
         self.p = tb.track(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         ok = wait_until(lambda: self.p.poll() is not None or self.curl("/").returncode == 0, 15, 0.1)
@@ -87,9 +88,12 @@ class Httpd:
         host = f"[{self.tb.dut.addr6}]" if v6 else self.tb.dut.addr4
         return f"http://{host}:{self.port}{path}"
 
-    def curl(self, path: str = "/", *opts: str, v6: bool = False) -> subprocess.CompletedProcess:
+    def curl(self, path: str = "/", *opts: str, v6: bool = False, port: int | None = None):
+        url = self.url(path, v6)
+        if port:
+            url = url.replace(f":{self.port}/", f":{port}/", 1)
         return subprocess.run(["ip", "netns", "exec", self.tb.peer.ns, "curl", "-sS", "-g", "-m", "10", *opts,
-                               self.url(path, v6)], capture_output=True, timeout=30)
+                               url], capture_output=True, timeout=30)
 
     def peer_client(self, case: str, *args: str) -> dict:
         argv = [sys.executable, "-c", PEER_CLIENT, self.tb.dut.addr4, str(self.port), case, *args]
@@ -109,8 +113,8 @@ def httpd(attached_bed):
     tb, _ = attached_bed
     servers = []
 
-    def start(*args: str, port: int = 8000, user: str | None = "nobody") -> Httpd:
-        s = Httpd(tb, port, user, *args)
+    def start(*args: str, port: int = 8000, user: str | None = "nobody", more_tcp=()) -> Httpd:
+        s = Httpd(tb, port, user, *args, more_tcp=more_tcp)
         servers.append(s)
         return s
     yield start
@@ -176,3 +180,13 @@ def test_kernel_keeps_its_own_port(httpd):
     finally:
         k.terminate()
         k.wait(5)
+
+
+def test_every_claimed_port_or_only_port(httpd):
+    s = httpd(more_tcp=(8001,))                      # no --port: both claimed ports
+    assert s.curl("/").stdout == DEFAULT_BODY and s.curl("/", port=8001).stdout == DEFAULT_BODY
+    s.stop()
+    s = httpd("--port", "8001", port=8001, more_tcp=(8000,))
+    assert s.curl("/").stdout == DEFAULT_BODY
+    r = s.curl("/", port=8000)                       # claimed but not served: the stack resets
+    assert r.returncode == 7, r                      # curl: connection refused

@@ -490,6 +490,7 @@ static void keep_input(struct conn *k, const char *p, size_t n)
  * still sends (so that closing with unread data does not reset the response away). */
 static void start_linger(struct conn *k)
 {
+	consume_now(k);
 	if (!k->rlen && !k->skip && !k->unread) {
 		conn_free(k);                       /* nothing unread that we know of */
 		return;
