@@ -164,8 +164,8 @@ class Servers:
         return {}
 
 
-def wrk(bed: Bed, url: str, conns: int, duration: float, close: bool, cpu: int, script: Path) -> dict:
-    argv = ["taskset", "-c", str(cpu), "wrk", "-t1", f"-c{conns}", f"-d{duration:g}s", "--timeout", "5s",
+def wrk(bed: Bed, url: str, conns: int, duration: int, close: bool, cpu: int, script: Path) -> dict:
+    argv = ["taskset", "-c", str(cpu), "wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--timeout", "5s",
             "-s", str(script)]
     if close:
         argv += ["-H", "Connection: close"]
@@ -180,7 +180,7 @@ def wrk(bed: Bed, url: str, conns: int, duration: float, close: bool, cpu: int, 
     return res
 
 
-def _measure(bed: Bed, servers: Servers, name: str, mode: str, conns: int, duration: float,
+def _measure(bed: Bed, servers: Servers, name: str, mode: str, conns: int, duration: int,
              cpus: tuple[int, int], script: Path) -> dict:
     servers.alive(name)
     sample = CpuSample(servers.pids[name], {"server": cpus[0], "client": cpus[1]}).start()
@@ -203,12 +203,13 @@ def _measure(bed: Bed, servers: Servers, name: str, mode: str, conns: int, durat
             "requests_per_server_core_busy_s": per(cpu["server_core_busy_s"])}
 
 
-def run(duration: float = 5.0, rounds: int = 3, conns: tuple[int, ...] = (10, 100),
-        modes: tuple[str, ...] = MODES, server_cpu: int | None = None, client_cpu: int | None = None,
-        warmup: float = 1.0) -> dict:
-    """Measure; see the module doc. Bounded: rounds x modes x conns x 3 wrk runs of `duration`."""
-    if duration <= 0 or rounds < 1 or not conns or not modes:
-        raise ValueError("duration, rounds, conns and modes must be positive / non-empty")
+def run(duration: int = 5, rounds: int = 3, conns: tuple[int, ...] = (10, 100),
+        modes: tuple[str, ...] = MODES, server_cpu: int | None = None, client_cpu: int | None = None) -> dict:
+    """Measure; see the module doc. Bounded: rounds x modes x conns x 3 wrk runs of `duration`
+    whole seconds (wrk takes whole seconds)."""
+    if int(duration) != duration or duration < 1 or rounds < 1 or not conns or not modes:
+        raise ValueError("duration (whole seconds) and rounds must be >= 1, conns and modes non-empty")
+    duration = int(duration)
     if any(m not in MODES for m in modes):
         raise ValueError(f"modes are {MODES}")
     if duration > 600 or rounds > 50:
@@ -226,7 +227,7 @@ def run(duration: float = 5.0, rounds: int = 3, conns: tuple[int, ...] = (10, 10
         servers = Servers(bed, cpus[0], tmp)
         servers.start()
         for name in SERVERS:                    # warm-up: caches, ARP, TCP metrics
-            wrk(bed, servers.url(name), max(conns), warmup, False, cpus[1], script)
+            wrk(bed, servers.url(name), max(conns), 1, False, cpus[1], script)
         for rnd in range(rounds):
             for mode in modes:
                 for c in conns:
@@ -245,7 +246,7 @@ FIELDS = ("rps", "p50_us", "p99_us", "server_cpu_s", "server_cpu_util", "request
           "client_core_busy_s", "bytes_per_response")
 
 
-def summarize(runs: dict, duration: float, rounds: int, cpus: tuple[int, int], elapsed: float) -> dict:
+def summarize(runs: dict, duration: int, rounds: int, cpus: tuple[int, int], elapsed: float) -> dict:
     results: dict = {}
     for name, by_mode in runs.items():
         results[name] = {}
@@ -292,7 +293,7 @@ def _met(ok: bool) -> str:
 def format_text(result: dict) -> str:
     r = result
     lines = [f"HTTP, {r['body_bytes']}-byte body, wrk -t1 from the peer namespace (CPU {r['client_cpu']}), "
-             f"servers on CPU {r['server_cpu']}; {r['duration_s']:g} s per run, "
+             f"servers on CPU {r['server_cpu']}; {r['duration_s']} s per run, "
              f"median of {r['rounds']} rounds",
              f"{'server':<15}{'mode':<10}{'conns':>5}{'req/s':>10}{'p50 us':>8}{'p99 us':>8}"
              f"{'srv CPU':>8}{'req/CPU-s':>11}{'core busy':>10}  ratios"]
@@ -326,7 +327,7 @@ def format_text(result: dict) -> str:
 
 if __name__ == "__main__":
     import sys
-    res = run(float(sys.argv[1]) if len(sys.argv) > 1 else 5.0, int(sys.argv[2]) if len(sys.argv) > 2 else 3)
+    res = run(int(sys.argv[1]) if len(sys.argv) > 1 else 5, int(sys.argv[2]) if len(sys.argv) > 2 else 3)
     with contextlib.suppress(BrokenPipeError):
         print(format_text(res))
         print(json.dumps(res, indent=1), file=sys.stderr)

@@ -103,7 +103,7 @@ class Tools:
         sample = CpuSample(self.server_pids(name), {"server": self.cpus[0]}).start()
         r = self.bed.run("peer", [*self.pin("client"), self.tcpperf, "--kernel", "--connect",
                                   f"{self.addr}:{self.port(name)}", "--mode", mode,
-                                  "--duration", f"{duration:g}"], timeout=duration + 60)
+                                  "--duration", str(duration)], timeout=duration + 60)
         cpu = sample.stop()
         if r.returncode != 0:
             raise BenchError(f"bulk {direction} against {name} failed: {r.stderr.strip()[-300:]}")
@@ -114,7 +114,7 @@ class Tools:
     def rr(self, port: int, duration: float, count: int, size: int = 64, check: bool = True) -> dict | None:
         r = self.bed.run("peer", [*self.pin("client"), self.tcpperf, "--kernel", "--connect",
                                   f"{self.addr}:{port}", "--mode", "rr", "--size", str(size),
-                                  "--count", str(count), "--duration", f"{duration:g}"],
+                                  "--count", str(count), "--duration", str(duration)],
                          timeout=duration + 60)
         if r.returncode != 0:
             if check:
@@ -124,7 +124,7 @@ class Tools:
 
     def iperf(self, direction: str, duration: float) -> float:
         """Gbit/s of kernel iperf3, peer client to the dut server (-R: the dut sends)."""
-        argv = [*self.pin("client"), "iperf3", "-c", self.addr, "-p", str(PORT_IPERF), "-t", f"{duration:g}",
+        argv = [*self.pin("client"), "iperf3", "-c", self.addr, "-p", str(PORT_IPERF), "-t", str(duration),
                 "-J", "--connect-timeout", "5000"]
         if direction == "from_dut":
             argv.append("-R")
@@ -139,11 +139,13 @@ class Tools:
         raise BenchError(f"iperf3 {direction} failed: {res['error']}")
 
 
-def run(duration: float = 5.0, rounds: int = 3, rr_size: int = 64, busy_poll: bool = True,
+def run(duration: int = 5, rounds: int = 3, rr_size: int = 64, busy_poll: bool = True,
         kernel_traffic: bool = True, server_cpu: int | None = None, client_cpu: int | None = None) -> dict:
-    """Measure; see the module doc. Bounded: a fixed number of runs of `duration` each."""
-    if duration <= 0 or rounds < 1 or not 1 <= rr_size <= 65536:
-        raise ValueError("duration and rounds must be positive, rr_size 1..65536")
+    """Measure; see the module doc. Bounded: a fixed number of runs of `duration` whole seconds
+    each (iperf3 takes whole seconds)."""
+    if int(duration) != duration or duration < 1 or rounds < 1 or not 1 <= rr_size <= 65536:
+        raise ValueError("duration (whole seconds) and rounds must be >= 1, rr_size 1..65536")
+    duration = int(duration)
     if duration > 600 or rounds > 50:
         raise ValueError("at most 600 s per run and 50 rounds")
     require("iperf3", "taskset")
@@ -258,7 +260,7 @@ def _met(ok: bool) -> str:
 
 def format_text(result: dict) -> str:
     r = result
-    lines = [f"TCP, one connection, {r['duration_s']:g} s per run, median of {r['rounds']} rounds; "
+    lines = [f"TCP, one connection, {r['duration_s']} s per run, median of {r['rounds']} rounds; "
              f"servers on CPU {r['server_cpu']}, kernel clients in the peer namespace on CPU "
              f"{r['client_cpu']}",
              "bulk (Gbit/s)        user stack  kernel (same tool)  iperf3 kernel  user/kernel"]
@@ -297,7 +299,7 @@ def format_text(result: dict) -> str:
 
 if __name__ == "__main__":
     import sys
-    res = run(float(sys.argv[1]) if len(sys.argv) > 1 else 5.0, int(sys.argv[2]) if len(sys.argv) > 2 else 3)
+    res = run(int(sys.argv[1]) if len(sys.argv) > 1 else 5, int(sys.argv[2]) if len(sys.argv) > 2 else 3)
     with contextlib.suppress(BrokenPipeError):
         print(format_text(res))
         print(json.dumps(res, indent=1), file=sys.stderr)
