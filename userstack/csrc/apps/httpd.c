@@ -696,7 +696,8 @@ static void on_accept(struct listener *l)
 		}
 		c.accepted++;
 		g.nconns++;
-		net_nodelay(&g.net, &k->s);
+		if (g.net.kind == NET_KERNEL)
+			net_nodelay(&g.net, &k->s);     /* the user stack's inherit it from the listener */
 		k->last_ns = g.now_ns;
 		list_add_tail(&g.active, k);
 	}
@@ -764,8 +765,13 @@ static int add_listener(const struct us_endpoint *ep, int backlog)
 	l->ep = *ep;
 	int r = net_listen(&g.net, ep, backlog, &l->s, l);
 	char text[64];
-	if (r >= 0)
+	if (r >= 0) {
 		net_local(&g.net, &l->s, &l->ep);
+		/* on the user stack, accepted sockets inherit it (and setting it per connection would
+		 * flush the stack's TX, every connection's pending responses, at each accept) */
+		if (g.net.kind == NET_USER)
+			net_nodelay(&g.net, &l->s);
+	}
 	net_format_endpoint(&l->ep, text, sizeof(text));
 	if (r < 0) {
 		fprintf(stderr, "userstack-httpd: listen on %s: %s\n", text, strerror(-r));
