@@ -313,11 +313,16 @@ def test_files(file_server, path, status, body, ctype):
             assert r.headers["content-type"] == ctype
 
 
-def test_directory_without_slash_redirects(file_server):
+def test_directory_without_slash_redirects(file_server, www):
     with file_server.conn() as c:
         c.send(get("/sub?x=1"))
         r = c.response()
         assert r.status == 301 and r.headers["location"] == "/sub/"
+        long = "d" * 200
+        (www / long / long).mkdir(parents=True, exist_ok=True)
+        c.send(get(f"/{long}/./{long}"))                 # a Location longer than a usual head
+        r = c.response()
+        assert r.status == 301 and r.headers["location"] == f"/{long}/./{long}/"
 
 
 def test_unreadable_file_403(www):

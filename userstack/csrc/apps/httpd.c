@@ -16,14 +16,14 @@
  * buffers per connection (256 KiB / 64 KiB: requests are small; XDPSTACK_TCP wins if it names
  * them); kernel sockets keep the kernel's autotuning.
  *
- * Run to completion: net_wait batches readiness; on the user stack each ready connection's
- * received bytes are parsed in place in the stack's receive buffer (us_tcp_peek), on kernel
- * sockets they are read into one shared buffer; every complete request is answered into a gather
- * list written once per read (canned responses for the fixed body are never copied on kernel
- * sockets; the user stack copies them once, into its send buffer, and sends the whole batch at
- * the next us_wait). Partial requests and output
- * the transport did not take are kept per connection; while output is pending the connection
- * is not read (backpressure), and pipelined requests wait their turn.
+ * Run to completion: net_wait batches readiness. On the user stack each ready connection's bytes
+ * are parsed in place in the stack's receive buffer (us_tcp_peek) and consumed after the whole
+ * batch (consuming flushes the stack's TX: deferred, one flush sends every response of the
+ * batch); on kernel sockets they are read into one shared buffer. Every complete request is
+ * answered into a gather list written once per read: the canned fixed-body responses are never
+ * copied on kernel sockets, and copied once, into the send buffer, on the user stack. Partial
+ * requests and output the transport did not take are kept per connection; while output is
+ * pending the connection is not read (backpressure), and pipelined requests wait their turn.
  *
  * On exit (SIGINT/SIGTERM, --duration) and on SIGUSR1: one JSON line of counters on stdout.
  */
@@ -243,7 +243,7 @@ static void pend_append(struct conn *k, const char *p, size_t n)
 				cap *= 2;
 			char *nb = realloc(k->pend, cap);
 			if (!nb) {
-				k->closing = 1;
+				k->closing = 2;             /* output lost: the connection is broken */
 				return;
 			}
 			k->pend = nb;
@@ -286,8 +286,9 @@ static void respond_error(struct conn *k, const struct http_req *r, int status, 
 {
 	char body[64];
 	int bl = snprintf(body, sizeof(body), "%d %s\n", status, http_reason(status));
-	char *p = out_space(k, 512 + bl);
-	size_t n = http_head(p, 512, status, g.date, "text/plain", bl, conn_hdr(r, keep), extra);
+	size_t cap = 512 + (extra ? strlen(extra) : 0);
+	char *p = out_space(k, cap + bl);
+	size_t n = http_head(p, cap, status, g.date, "text/plain", bl, conn_hdr(r, keep), extra);
 	if (!r || r->method != HTTP_HEAD) {
 		memcpy(p + n, body, bl);
 		n += bl;
