@@ -317,7 +317,11 @@ static void respond_file(struct conn *k, const struct http_req *r, int keep)
 	}
 	int fd = open_beneath(path);
 	struct stat sb;
-	if (fd >= 0 && fstat(fd, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+	if (fd >= 0 && fstat(fd, &sb) < 0) {
+		close(fd);
+		fd = -ENOENT;
+	}
+	if (fd >= 0 && S_ISDIR(sb.st_mode)) {
 		/* a directory named without its trailing '/': redirect like other servers do */
 		close(fd);
 		char loc[4200];
