@@ -1,7 +1,8 @@
 /* demux.c: xdp_demux, the program on the NIC.
  *
  * Each received frame's local 3-tuple (protocol, destination address, destination port) is looked
- * up in claims, exactly and then with the wildcard address of its family. A claimed frame goes to
+ * up in claims, exactly and then with the wildcard address of its family (claims_by_port answers
+ * without a hash lookup unless two claims share the (family, proto, port)). A claimed frame goes to
  * its stack: the AF_XDP socket for this RX queue (XS_TARGET_XSK) or the stack's virtual port
  * (XS_TARGET_PORT, see port.c). Everything else gets XDP_PASS, so the kernel decides as if
  * xdpstack were not there; that includes a claim whose socket or port is gone (orphaned).
@@ -20,16 +21,17 @@
 #define XS_PASS(st, reason, bytes) \
 	({ (st)->reason++; (st)->passed++; (st)->passed_bytes += (bytes); XDP_PASS; })
 
-/* Index of key's (family, proto, port) in claims_by_port. */
-static __always_inline __u32 xs_port_index(struct xs_tuple *key)
+/* Index of a (family, proto, port) in claims_by_port. */
+static __always_inline __u32 xs_port_index(const struct xs_pkt *pkt)
 {
-	return (key->family == XS_FAMILY_V6) * 131072 + (key->proto == IPPROTO_UDP) * 65536 + key->port;
+	return (pkt->family == XS_FAMILY_V6) * 131072 + (pkt->proto == IPPROTO_UDP) * 65536 + pkt->port;
 }
 
 /* Does a claim on address `claimed` (all zero: the wildcard) cover destination `addr`? */
-static __always_inline int xs_addr_covers(const __u8 *claimed, const __u8 *addr)
+static __always_inline int xs_addr_covers(const __u32 *c, const __u32 *a, __u8 family)
 {
-	const __u32 *c = (const __u32 *)claimed, *a = (const __u32 *)addr;
+	if (family == XS_FAMILY_V4)       /* an IPv4 claim has zeros beyond its first 4 bytes */
+		return !c[0] || c[0] == a[0];
 	if (!(c[0] | c[1] | c[2] | c[3]))
 		return 1;
 	return !((c[0] ^ a[0]) | (c[1] ^ a[1]) | (c[2] ^ a[2]) | (c[3] ^ a[3]));
@@ -55,8 +57,8 @@ static __always_inline int xs_demux(struct xdp_md *ctx)
 	if (!st)
 		return XDP_PASS;          /* cannot happen: a per-CPU array always has key 0 */
 
-	struct xs_tuple key __attribute__((aligned(8)));
-	switch (xs_parse(data, data_end, &key, XS_DST)) {
+	struct xs_pkt pkt;
+	switch (xs_parse(data, data_end, &pkt, XS_DST)) {
 	case XS_PARSE_OK:
 		break;
 	case XS_PARSE_NOT_IP:
@@ -73,18 +75,17 @@ static __always_inline int xs_demux(struct xdp_md *ctx)
 
 	/* The port index first: no claim on this (family, proto, port) is the common case for kernel
 	 * traffic, one claim the common case for a stack's; only shared ports need the hash. */
-	__u32 daddr4 = *(__u32 *)key.addr;     /* read before any call, while still in a register */
-	struct xs_port_claims *pc = xs_map_claims_by_port(xs_port_index(&key));
+	struct xs_port_claims *pc = xs_map_claims_by_port(xs_port_index(&pkt));
 	if (!pc || !pc->claims)
 		return XS_PASS(st, pass_no_claim, bytes);
 	struct xs_claim *c;
 	if (pc->claims == 1) {
-		const __u32 *claimed = (const __u32 *)pc->addr;
-		if (key.family == XS_FAMILY_V4 ? claimed[0] && claimed[0] != daddr4
-					       : !xs_addr_covers(pc->addr, key.addr))
+		if (!xs_addr_covers((const __u32 *)pc->addr, pkt.addr, pkt.family))
 			return XS_PASS(st, pass_no_claim, bytes);
 		c = &pc->only;
 	} else {
+		struct xs_tuple key __attribute__((aligned(8)));
+		xs_key(&pkt, &key);
 		c = xs_claim_of(&key);
 		if (!c)
 			return XS_PASS(st, pass_no_claim, bytes);

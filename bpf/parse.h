@@ -1,8 +1,9 @@
 /* parse.h: bounded header parsing for the xdpstack XDP programs (bcc dialect).
  *
  * xs_parse() walks Ethernet, up to XS_VLAN_MAX VLAN tags, IPv4 (any IHL) or IPv6 (up to
- * XS_IPV6_EXT_MAX extension headers), then the TCP or UDP header, and fills a claims key with the
- * destination (XS_DST) or source (XS_SRC) 3-tuple. Every packet access is checked against data_end
+ * XS_IPV6_EXT_MAX extension headers), then the TCP or UDP header, and finds the destination
+ * (XS_DST) or source (XS_SRC) 3-tuple: struct xs_pkt, whose address stays in the packet (xs_key()
+ * makes a claims key of it). Every packet access is checked against data_end
  * for the verifier; the semantic checks use byte offsets against the IP datagram's own end
  * (IPv4 total length, IPv6 payload length), which must itself lie inside the frame.
  *
@@ -36,6 +37,16 @@ enum xs_parse_result {
 	XS_PARSE_FRAGMENT,
 	XS_PARSE_MALFORMED,
 	XS_PARSE_TOO_DEEP,
+};
+
+/* What xs_parse finds: the local end of the frame. addr points at the 4 or 16 address bytes
+ * inside the checked IP header, so the demux's fast path compares them in place and only a hash
+ * lookup needs them copied into a key (xs_key). */
+struct xs_pkt {
+	__u8         proto;
+	__u8         family;     /* XS_FAMILY_V4 or XS_FAMILY_V6 */
+	__u16        port;       /* host order */
+	const __u32 *addr;       /* network order, in the packet */
 };
 
 enum xs_dir {
@@ -79,7 +90,7 @@ static __always_inline int xs_is_ext(__u8 nh)
 /* The transport header at byte offset l4 of a datagram ending at byte offset end (<= frame
  * length): bounds, TCP data offset, and the port of the wanted direction. */
 static __always_inline int xs_parse_l4(void *data, void *data_end, __u32 l4, __u32 end, __u8 proto,
-				       struct xs_tuple *key, int dir)
+				       struct xs_pkt *pkt, int dir)
 {
 	/* l4 is at most 22 + 60 (IPv4) or 22 + 40 + XS_IPV6_EXT_MAX * 2048 (IPv6): the mask only
 	 * tells the verifier so, it never changes the value. */
@@ -87,7 +98,7 @@ static __always_inline int xs_parse_l4(void *data, void *data_end, __u32 l4, __u
 	struct udphdr *udp = data + l4;   /* ports sit at the same offsets in TCP and UDP */
 	if ((void *)(udp + 1) > data_end || l4 + sizeof(*udp) > end)
 		return XS_PARSE_MALFORMED;
-	key->port = bpf_ntohs(dir == XS_SRC ? udp->source : udp->dest);
+	pkt->port = bpf_ntohs(dir == XS_SRC ? udp->source : udp->dest);
 	if (proto == IPPROTO_TCP) {
 		struct tcphdr *tcp = (void *)udp;
 		if ((void *)(tcp + 1) > data_end || l4 + sizeof(*tcp) > end)
@@ -96,12 +107,12 @@ static __always_inline int xs_parse_l4(void *data, void *data_end, __u32 l4, __u
 		if (doff < 5 || l4 + doff * 4 > end)
 			return XS_PARSE_MALFORMED;
 	}
-	key->proto = proto;
+	pkt->proto = proto;
 	return XS_PARSE_OK;
 }
 
 static __always_inline int xs_parse_ipv4(void *data, void *data_end, __u32 off, __u64 len,
-					 struct xs_tuple *key, int dir)
+					 struct xs_pkt *pkt, int dir)
 {
 	struct iphdr *ip = data + off;
 	if ((void *)(ip + 1) > data_end)
@@ -114,17 +125,13 @@ static __always_inline int xs_parse_ipv4(void *data, void *data_end, __u32 off, 
 		return XS_PARSE_FRAGMENT;
 	if (ip->protocol != IPPROTO_TCP && ip->protocol != IPPROTO_UDP)
 		return XS_PARSE_NOT_L4;
-	key->family = XS_FAMILY_V4;
-	__u32 *a = (__u32 *)key->addr;
-	a[0] = dir == XS_SRC ? ip->saddr : ip->daddr;
-	a[1] = 0;
-	a[2] = 0;
-	a[3] = 0;
-	return xs_parse_l4(data, data_end, off + hlen, off + tot, ip->protocol, key, dir);
+	pkt->family = XS_FAMILY_V4;
+	pkt->addr = dir == XS_SRC ? &ip->saddr : &ip->daddr;
+	return xs_parse_l4(data, data_end, off + hlen, off + tot, ip->protocol, pkt, dir);
 }
 
 static __always_inline int xs_parse_ipv6(void *data, void *data_end, __u32 off, __u64 len,
-					 struct xs_tuple *key, int dir)
+					 struct xs_pkt *pkt, int dir)
 {
 	struct ipv6hdr *ip6 = data + off;
 	if ((void *)(ip6 + 1) > data_end)
@@ -155,13 +162,13 @@ static __always_inline int xs_parse_ipv6(void *data, void *data_end, __u32 off, 
 	}
 	if (nh != IPPROTO_TCP && nh != IPPROTO_UDP)
 		return xs_is_ext(nh) ? XS_PARSE_TOO_DEEP : XS_PARSE_NOT_L4;
-	key->family = XS_FAMILY_V6;
-	__builtin_memcpy(key->addr, dir == XS_SRC ? &ip6->saddr : &ip6->daddr, 16);
-	return xs_parse_l4(data, data_end, l4, end, nh, key, dir);
+	pkt->family = XS_FAMILY_V6;
+	pkt->addr = (const __u32 *)(dir == XS_SRC ? &ip6->saddr : &ip6->daddr);
+	return xs_parse_l4(data, data_end, l4, end, nh, pkt, dir);
 }
 
-/* Parse a frame into key (proto, family, port, addr of direction dir). Returns XS_PARSE_*. */
-static __always_inline int xs_parse(void *data, void *data_end, struct xs_tuple *key, int dir)
+/* Parse a frame into pkt (proto, family, port, addr of direction dir). Returns XS_PARSE_*. */
+static __always_inline int xs_parse(void *data, void *data_end, struct xs_pkt *pkt, int dir)
 {
 	struct xs_eth_hdr *eth = data;
 	if ((void *)(eth + 1) > data_end)
@@ -170,9 +177,9 @@ static __always_inline int xs_parse(void *data, void *data_end, struct xs_tuple 
 	__be16 proto = eth->proto;
 	/* Untagged IP first, with constant offsets: the common case, and the cheapest. */
 	if (proto == bpf_htons(ETH_P_IP))
-		return xs_parse_ipv4(data, data_end, sizeof(*eth), len, key, dir);
+		return xs_parse_ipv4(data, data_end, sizeof(*eth), len, pkt, dir);
 	if (proto == bpf_htons(ETH_P_IPV6))
-		return xs_parse_ipv6(data, data_end, sizeof(*eth), len, key, dir);
+		return xs_parse_ipv6(data, data_end, sizeof(*eth), len, pkt, dir);
 
 	__u32 off = sizeof(*eth);
 	#pragma unroll
@@ -186,8 +193,27 @@ static __always_inline int xs_parse(void *data, void *data_end, struct xs_tuple 
 		off += sizeof(*vh);
 	}
 	if (proto == bpf_htons(ETH_P_IP))
-		return xs_parse_ipv4(data, data_end, off, len, key, dir);
+		return xs_parse_ipv4(data, data_end, off, len, pkt, dir);
 	if (proto == bpf_htons(ETH_P_IPV6))
-		return xs_parse_ipv6(data, data_end, off, len, key, dir);
+		return xs_parse_ipv6(data, data_end, off, len, pkt, dir);
 	return xs_is_vlan(proto) ? XS_PARSE_TOO_DEEP : XS_PARSE_NOT_IP;
+}
+
+/* The claims key of a parsed frame: (proto, family, port, address; zero beyond IPv4's 4 bytes). */
+static __always_inline void xs_key(const struct xs_pkt *pkt, struct xs_tuple *key)
+{
+	__u32 *a = (__u32 *)key->addr;
+	key->proto = pkt->proto;
+	key->family = pkt->family;
+	key->port = pkt->port;
+	a[0] = pkt->addr[0];
+	if (pkt->family == XS_FAMILY_V4) {
+		a[1] = 0;
+		a[2] = 0;
+		a[3] = 0;
+	} else {
+		a[1] = pkt->addr[1];
+		a[2] = pkt->addr[2];
+		a[3] = pkt->addr[3];
+	}
 }

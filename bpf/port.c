@@ -31,9 +31,11 @@ static __always_inline int xs_port_rx(struct xdp_md *ctx)
 	if (!ss)
 		return XDP_DROP;
 
+	struct xs_pkt pkt;
 	struct xs_tuple key __attribute__((aligned(8)));
-	if (xs_parse(data, data_end, &key, XS_DST) != XS_PARSE_OK)
+	if (xs_parse(data, data_end, &pkt, XS_DST) != XS_PARSE_OK)
 		goto foreign;
+	xs_key(&pkt, &key);
 	struct xs_claim *c = xs_claim_of(&key);
 	if (!c || c->stack != stack)
 		goto foreign;
@@ -59,9 +61,11 @@ static __always_inline int xs_port_tx(struct xdp_md *ctx)
 	if (!ss)
 		return XDP_DROP;
 
+	struct xs_pkt pkt;
 	struct xs_tuple key __attribute__((aligned(8)));
-	if (xs_parse(data, data_end, &key, XS_SRC) != XS_PARSE_OK)
+	if (xs_parse(data, data_end, &pkt, XS_SRC) != XS_PARSE_OK)
 		goto deny;
+	xs_key(&pkt, &key);
 	struct xs_claim *c = xs_map_claim(&key);
 	if (!c) {
 		struct xs_addr local __attribute__((aligned(8))) = {};

@@ -27,7 +27,7 @@ from tests.bpf.frames import (
     Raw,
     eth,
 )
-from tests.bpf.harness import INNER, OUTER, PORT, XSK, key
+from tests.bpf.harness import INNER, OUTER, PORT, XSK, key, ref_tuple
 
 ADDR4 = ["198.18.0.1", "198.18.0.3", "198.18.0.2", "255.255.255.255", "0.0.0.0"]
 ADDR6 = ["2001:db8::1", "2001:db8::3", "::1", "2001:db8::2", "::2", "ff02::1", "::"]   # ::1: zero high half
@@ -266,15 +266,16 @@ def test_thousands_of_frames_were_compared():
     assert min(FRAMES_SEEN.values()) >= 1600, FRAMES_SEEN
 
 
-def test_generated_frames_cover_every_outcome(bpf):
-    """The frame generator reaches every reason the reference knows (else the agreement is hollow)."""
+def test_generated_frames_cover_every_outcome():
+    """The frame generator reaches every reason the reference knows (else the agreement is hollow).
+    Pure Python, derandomized: the same 600 frames every run."""
     seen = set()
-    claims = {ref.Tuple(17, 4, 53, ref.WILDCARD): (0, XSK), ref.Tuple(6, 6, 80, ref.WILDCARD): (1, PORT),
-              ref.Tuple(17, 4, 7, ref.WILDCARD): (2, XSK)}
-    st_ = ref.State(claims=claims, xsk_slots={0}, ports={1})
+    aims = [("udp", None, 53, 4), ("tcp", None, 80, 6), ("udp", None, 7, 4)]
+    st_ = ref.State(claims={ref_tuple(*a): (i, XSK if i != 1 else PORT) for i, a in enumerate(aims)},
+                    xsk_slots={0}, ports={1})
 
-    @settings(max_examples=1000, database=None, derandomize=True, **SETTINGS)
-    @given(f=frames(), q=st.sampled_from(QUEUES))
+    @settings(max_examples=600, database=None, derandomize=True, **SETTINGS)
+    @given(f=frames(aims), q=st.sampled_from(QUEUES))
     def collect(f, q):
         seen.add(ref.demux(f, st_, q).reason)
 
