@@ -132,6 +132,7 @@ struct us_stack {
 	uint64_t timer_armed;      /* CLOCK_MONOTONIC ns the timerfd is set to (0: disarmed) */
 	uint32_t tx_pending;       /* frames submitted since the last device flush */
 	uint32_t tcp_socks;        /* TCP sockets the application holds */
+	uint32_t spins;            /* busy-poll iterations */
 	struct us_sock *wblocked;  /* sockets waiting to become writable */
 	struct us_eph *eph;        /* ephemeral ports: ready pools and claims in flight */
 };

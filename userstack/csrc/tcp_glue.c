@@ -55,6 +55,13 @@ struct us_eph {
 
 static inline uint64_t now_us(const struct us_stack *st) { return st->now / 1000; }
 
+/* The clock for a socket call: the core stamps what it sends (RTT samples, timers), so never
+ * a time from before the application went idle. */
+static inline void touch_clock(struct us_stack *st)
+{
+	st->now = us_now_ns();
+}
+
 /* ---- output ---- */
 static int hook_emit(void *ctx, const struct us_addr *src, const struct us_addr *dst,
 		     const uint8_t *hdr, size_t hl, const uint8_t *p1, size_t l1, const uint8_t *p2, size_t l2)
@@ -654,7 +661,7 @@ int us_tcp_connect(struct us_sock *s, const struct us_endpoint *remote)
 	if (!remote->port || us_addr_is_any(&remote->addr))
 		return -EINVAL;
 	pthread_mutex_lock(&st->lock);
-	st->now = us_now_ns();
+	touch_clock(st);
 	struct us_endpoint dummy;
 	int r = -EINPROGRESS, state = tcp_sock_state(s->tcp);
 	if (s->claim_seq || state == TCPS_SYN_SENT)
@@ -726,7 +733,7 @@ ssize_t us_tcp_read(struct us_sock *s, void *buf, size_t len)
 	else if (s->claim_seq)
 		r = -EAGAIN;
 	else {
-		st->now = us_now_ns();
+		touch_clock(st);
 		r = tcp_recv(s->tcp, buf, len);
 		if (r != -EAGAIN)
 			after_read(s);
@@ -755,7 +762,7 @@ int us_tcp_consume(struct us_sock *s, size_t n)
 {
 	TCP_SOCK_CHECK(s);
 	pthread_mutex_lock(&s->st->lock);
-	s->st->now = us_now_ns();
+	touch_clock(s->st);
 	tcp_recv_consume(s->tcp, n);
 	after_read(s);
 	pthread_mutex_unlock(&s->st->lock);
@@ -769,7 +776,7 @@ static ssize_t write_locked(struct us_sock *s, const struct us_iov *iov, int n, 
 		return take_sock_error(s);
 	if (s->claim_seq)
 		return -EAGAIN;
-	st->now = us_now_ns();
+	touch_clock(st);
 	ssize_t total = 0, r = 0;
 	size_t want = 0;
 	for (int i = 0; i < n; i++) {
@@ -836,7 +843,7 @@ int us_tcp_shutdown(struct us_sock *s, int how)
 {
 	TCP_SOCK_CHECK(s);
 	pthread_mutex_lock(&s->st->lock);
-	s->st->now = us_now_ns();
+	touch_clock(s->st);
 	int r = s->claim_seq ? -ENOTCONN : tcp_shutdown(s->tcp, how);
 	flush_now(s->st);
 	refresh(s);
@@ -865,7 +872,7 @@ static void unlink_tcp(struct us_sock *s)
 void us_tcp_close_locked(struct us_sock *s)
 {
 	struct us_stack *st = s->st;
-	st->now = us_now_ns();
+	touch_clock(st);
 	struct tcp_sock *ts = s->tcp;
 	unlink_tcp(s);
 	tcp_close(ts);
@@ -878,7 +885,7 @@ int us_tcp_abort(struct us_sock *s)
 	TCP_SOCK_CHECK(s);
 	struct us_stack *st = s->st;
 	pthread_mutex_lock(&st->lock);
-	st->now = us_now_ns();
+	touch_clock(st);
 	struct tcp_sock *ts = s->tcp;
 	unlink_tcp(s);
 	tcp_abort(ts);
@@ -913,7 +920,7 @@ int us_tcp_setsockopt(struct us_sock *s, int opt, int val)
 	if (o < 0 || o == TCP_OPT_ERROR)
 		return -ENOPROTOOPT;
 	pthread_mutex_lock(&s->st->lock);
-	s->st->now = us_now_ns();
+	touch_clock(s->st);
 	int r = tcp_setopt(s->tcp, o, val);
 	if (!r && o == TCP_OPT_NODELAY && val)
 		flush_now(s->st);                  /* what Nagle held goes now */
