@@ -18,6 +18,7 @@ BlockingIOError. Every call into C releases the GIL; a C thread drives the stack
 from __future__ import annotations
 
 import errno
+import io
 import os
 import socket as _socket
 import struct
@@ -74,6 +75,8 @@ class TcpSocket:
         self._af = AF_FROM_SOCKET[family]
         self._timeout: float | None = _socket.getdefaulttimeout()
         self._linger_abort = False
+        self._io_refs = 0              # makefile() streams still open
+        self._close_pending = False
         stack._tcp.add(self)
 
     # -- addressing -------------------------------------------------------------------------------
@@ -277,6 +280,37 @@ class TcpSocket:
         """Readable while recv/accept would not block; writable while send would not."""
         return check(lib.us_sock_fileno(self._handle()))
 
+    def makefile(self, mode="r", buffering=None, *, encoding=None, errors=None, newline=None):
+        """A file object over the socket, as socket.socket.makefile (modes r, w, b)."""
+        if not set(mode) <= {"r", "w", "b"}:
+            raise ValueError(f"invalid mode {mode!r} (only r, w, b allowed)")
+        writing = "w" in mode
+        reading = "r" in mode or not writing
+        raw = _socket.SocketIO(self, ("r" if reading else "") + ("w" if writing else ""))
+        self._io_refs += 1
+        buffering = io.DEFAULT_BUFFER_SIZE if buffering is None or buffering < 0 else buffering
+        if buffering == 0:
+            if "b" not in mode:
+                raise ValueError("unbuffered streams must be binary")
+            return raw
+        if reading and writing:
+            buf = io.BufferedRWPair(raw, raw, buffering)
+        elif reading:
+            buf = io.BufferedReader(raw, buffering)
+        else:
+            buf = io.BufferedWriter(raw, buffering)
+        if "b" in mode:
+            return buf
+        text = io.TextIOWrapper(buf, io.text_encoding(encoding), errors, newline)
+        text.mode = mode
+        return text
+
+    def _decref_socketios(self):
+        if self._io_refs > 0:
+            self._io_refs -= 1
+        if self._close_pending:
+            self.close()
+
     # -- life cycle -------------------------------------------------------------------------------
     @property
     def closed(self) -> bool:
@@ -284,7 +318,11 @@ class TcpSocket:
 
     def close(self) -> None:
         """Graceful close (FIN after the queued data; RST if received data is left unread),
-        finished by the stack in the background; a reset with SO_LINGER (1, 0)."""
+        finished by the stack in the background; a reset with SO_LINGER (1, 0). With makefile()
+        streams still open, the socket closes with the last of them (as a kernel socket does)."""
+        if self._io_refs > 0:
+            self._close_pending = True
+            return
         if self._s is not None:
             s, self._s = self._s, None
             self._stack._tcp.discard(self)

@@ -496,3 +496,35 @@ def test_c_api_events_peek_consume_writev(pair):
     u = ffi.new("int *")
     assert lib.us_tcp_accept(h, ffi.NULL, u) == ffi.NULL and u[0] == -errno.EINVAL
     assert lib.us_sock_wait(h, lib.US_EV_OUT, 0) & lib.US_EV_OUT
+
+
+def test_makefile_lines_both_ways(pair):
+    lsock, c, s = connected(pair)
+    w = c.makefile("w")
+    r = s.makefile("rb")
+    w.write("first line\nsecond line\n")
+    w.flush()
+    assert r.readline() == b"first line\n" and r.readline() == b"second line\n"
+    w.close()
+    c.close()                                   # closes now: no stream left open
+    assert r.read() == b""
+    s.close()
+    assert not s.closed                         # the reader still holds it
+    r.close()
+    assert s.closed
+
+
+def test_keepalive_detects_a_dead_peer(pair):
+    lsock, c, s = connected(pair)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for opt in (socket.TCP_KEEPIDLE, socket.TCP_KEEPINTVL):
+        c.setsockopt(socket.IPPROTO_TCP, opt, 1)
+    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, 2)
+    pair.a.configure_faults("drop=1 dir=both")       # the peer goes silent
+    c.settimeout(10)
+    t0 = time.monotonic()
+    with pytest.raises(TimeoutError) as e:
+        c.recv(10)
+    assert e.value.errno == errno.ETIMEDOUT             # from the stack, not our own timeout
+    assert 2 < time.monotonic() - t0 < 8
+    assert c.tcp_info()["keepalive_probes"] >= 2
