@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import subprocess
 import tempfile
@@ -203,13 +204,13 @@ def _measure(bed: Bed, servers: Servers, name: str, mode: str, conns: int, durat
             "requests_per_server_core_busy_s": per(cpu["server_core_busy_s"])}
 
 
-def run(duration: int = 5, rounds: int = 3, conns: tuple[int, ...] = (10, 100),
+def run(duration: float = 5, rounds: int = 3, conns: tuple[int, ...] = (10, 100),
         modes: tuple[str, ...] = MODES, server_cpu: int | None = None, client_cpu: int | None = None) -> dict:
     """Measure; see the module doc. Bounded: rounds x modes x conns x 3 wrk runs of `duration`
-    whole seconds (wrk takes whole seconds)."""
-    if int(duration) != duration or duration < 1 or rounds < 1 or not conns or not modes:
-        raise ValueError("duration (whole seconds) and rounds must be >= 1, conns and modes non-empty")
-    duration = int(duration)
+    seconds (rounded up to whole seconds: wrk takes no fractions)."""
+    if duration <= 0 or rounds < 1 or not conns or not modes:
+        raise ValueError("duration and rounds must be positive, conns and modes non-empty")
+    duration = math.ceil(duration)
     if any(m not in MODES for m in modes):
         raise ValueError(f"modes are {MODES}")
     if duration > 600 or rounds > 50:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 
 from xdpstack.bench._bed import (
     Bed,
@@ -139,13 +140,13 @@ class Tools:
         raise BenchError(f"iperf3 {direction} failed: {res['error']}")
 
 
-def run(duration: int = 5, rounds: int = 3, rr_size: int = 64, busy_poll: bool = True,
+def run(duration: float = 5, rounds: int = 3, rr_size: int = 64, busy_poll: bool = True,
         kernel_traffic: bool = True, server_cpu: int | None = None, client_cpu: int | None = None) -> dict:
-    """Measure; see the module doc. Bounded: a fixed number of runs of `duration` whole seconds
-    each (iperf3 takes whole seconds)."""
-    if int(duration) != duration or duration < 1 or rounds < 1 or not 1 <= rr_size <= 65536:
-        raise ValueError("duration (whole seconds) and rounds must be >= 1, rr_size 1..65536")
-    duration = int(duration)
+    """Measure; see the module doc. Bounded: a fixed number of runs of `duration` seconds each
+    (rounded up to whole seconds: iperf3 takes no fractions)."""
+    if duration <= 0 or rounds < 1 or not 1 <= rr_size <= 65536:
+        raise ValueError("duration and rounds must be positive, rr_size 1..65536")
+    duration = math.ceil(duration)
     if duration > 600 or rounds > 50:
         raise ValueError("at most 600 s per run and 50 rounds")
     require("iperf3", "taskset")
