@@ -233,6 +233,7 @@ struct us_tcp_info {
 	uint32_t cwnd, ssthresh, snd_wnd, rcv_wnd;
 	uint32_t unacked, sacked, lost, retrans_out;    /* bytes in flight / SACKed / lost / resent */
 	uint32_t sndbuf_used, sndbuf, rcvbuf_used, rcvbuf;
+	uint32_t snd_una, snd_nxt, snd_max, rcv_nxt;    /* sequence numbers (absolute) */
 	uint64_t bytes_sent, bytes_retrans, bytes_acked, bytes_received;
 	uint64_t segs_out, segs_in, retransmits, timeouts, fast_retransmits, recoveries;
 	uint64_t zero_window_probes, keepalive_probes;

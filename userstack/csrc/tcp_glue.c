@@ -1002,6 +1002,10 @@ int us_tcp_info(struct us_sock *s, struct us_tcp_info *o)
 	o->sndbuf = i.sndbuf;
 	o->rcvbuf_used = i.rcvbuf_used;
 	o->rcvbuf = i.rcvbuf;
+	o->snd_una = i.snd_una;
+	o->snd_nxt = i.snd_nxt;
+	o->snd_max = i.snd_max;
+	o->rcv_nxt = i.rcv_nxt;
 	o->bytes_sent = i.bytes_sent;
 	o->bytes_retrans = i.bytes_retrans;
 	o->bytes_acked = i.bytes_acked;

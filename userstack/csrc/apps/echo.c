@@ -9,7 +9,8 @@
  * echoed, then our FIN. --sink reads and discards.
  *
  * Options: --sink, --count N (exit after N datagrams), --duration SECONDS, --quiet.
- * On exit (and on SIGUSR1) one JSON line on stdout:
+ * On exit (and on SIGUSR1) one JSON line on stdout (SIGUSR1 also lists the open TCP
+ * connections on stderr: state, buffers, window, what the echo waits for):
  *   {"datagrams": N, "bytes": B, "echoed": E, "first_ns": T0, "last_ns": T1, "tcp_accepted": A,
  *    "tcp_bytes": TB, "tcp_open": O, ...stack counters}
  * first_ns/last_ns are CLOCK_MONOTONIC times of the first and last datagram (rate = N / span). */
@@ -43,10 +44,16 @@ struct counts {
 
 /* What a us_sock's user pointer points to. */
 enum kind { UDP_SOCK = 1, TCP_LISTENER, TCP_CONN };
-struct handle { enum kind kind; struct us_sock *s; };
+struct handle {
+	enum kind kind;
+	struct us_sock *s;
+	uint32_t waits;                 /* events asked for */
+	struct handle *next, *prev;     /* open connections */
+};
+static struct handle conns = { .next = &conns, .prev = &conns };
 static const uint32_t CONN_EVENTS = US_EV_IN | US_EV_ERR | US_EV_HUP | US_EV_RDHUP;
 
-static void report(struct us_stack *st, const struct counts *c)
+static void report(struct us_stack *st, const struct counts *c, int verbose)
 {
 	struct us_stats s;
 	struct us_tcp_stats t;
@@ -67,10 +74,48 @@ static void report(struct us_stack *st, const struct counts *c)
 	       (unsigned long long)c->tcp_resets, (unsigned long long)t.retransmits,
 	       (unsigned long long)t.listen_drops);
 	fflush(stdout);
+	if (verbose)
+		fprintf(stderr, "tcp: segs_in=%llu segs_out=%llu bad=%llu rst_in=%llu rst_out=%llu paws=%llu "
+			"chal=%llu ooo=%llu nobufs=%llu timeouts=%llu\n", (unsigned long long)t.segs_in,
+			(unsigned long long)t.segs_out, (unsigned long long)t.bad_segs,
+			(unsigned long long)t.rst_in, (unsigned long long)t.rst_out,
+			(unsigned long long)t.paws_drops, (unsigned long long)t.challenge_acks,
+			(unsigned long long)t.ooo_segs, (unsigned long long)t.emit_nobufs,
+			(unsigned long long)t.timeouts);
+}
+
+static void dump_conns(void)
+{
+	static const char *const names[] = { "CLOSED", "LISTEN", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED",
+		"FIN-WAIT-1", "FIN-WAIT-2", "CLOSE-WAIT", "CLOSING", "LAST-ACK", "TIME-WAIT" };
+	for (struct handle *h = conns.next; h != &conns; h = h->next) {
+		struct us_tcp_info i;
+		struct us_endpoint peer;
+		char a[64] = "?";
+		us_tcp_info(h->s, &i);
+		if (!us_sock_peer(h->s, &peer))
+			us_addr_format(&peer.addr, a, sizeof(a));
+		fprintf(stderr, "conn %s:%u %s waits=%#x events=%#x rcvbuf=%u sndbuf=%u cwnd=%u snd_wnd=%u "
+			"rcv_wnd=%u unacked=%u rto=%u ca=%u retrans=%llu timeouts=%llu snd_una=%u snd_nxt=%u "
+			"snd_max=%u rcv_nxt=%u acked=%llu received=%llu\n", a, peer.port,
+			i.state <= 10 ? names[i.state] : "?", h->waits, (unsigned)us_sock_wait(h->s, 0xffff, 0),
+			i.rcvbuf_used, i.sndbuf_used, i.cwnd, i.snd_wnd, i.rcv_wnd, i.unacked, i.rto_us,
+			i.ca_state, (unsigned long long)i.retransmits, (unsigned long long)i.timeouts,
+			i.snd_una, i.snd_nxt, i.snd_max, i.rcv_nxt, (unsigned long long)i.bytes_acked,
+			(unsigned long long)i.bytes_received);
+	}
+}
+
+static void set_waits(struct handle *h, uint32_t ev)
+{
+	h->waits = ev;
+	us_sock_set_events(h->s, ev);
 }
 
 static void conn_close(struct handle *h, struct counts *c)
 {
+	h->prev->next = h->next;
+	h->next->prev = h->prev;
 	us_sock_close(h->s);
 	free(h);
 	c->tcp_open--;
@@ -97,7 +142,7 @@ static void conn_pump(struct handle *h, int sink, struct counts *c)
 			c->tcp_bytes += (uint64_t)w;
 		}
 		if (w < n) {                   /* send buffer full: wait until it drains */
-			us_sock_set_events(s, US_EV_OUT | US_EV_ERR | US_EV_HUP);
+			set_waits(h, US_EV_OUT | US_EV_ERR | US_EV_HUP);
 			return;
 		}
 	}
@@ -124,9 +169,13 @@ static void tcp_accept_all(struct us_sock *l, struct counts *c)
 		}
 		h->kind = TCP_CONN;
 		h->s = s;
+		h->next = &conns;
+		h->prev = conns.prev;
+		conns.prev->next = h;
+		conns.prev = h;
 		us_tcp_setsockopt(s, US_TCP_NODELAY, 1);
 		us_sock_set_user(s, h);
-		us_sock_set_events(s, CONN_EVENTS);
+		set_waits(h, CONN_EVENTS);
 		c->tcp_accepted++;
 		c->tcp_open++;
 	}
@@ -189,6 +238,7 @@ int main(int argc, char **argv)
 	}
 	const struct us_desc *d = us_stack_desc(st);
 	static struct handle socks[MAX_SOCKS];
+	memset(socks, 0, sizeof(socks));
 	int nsocks = 0;
 	for (uint32_t i = 0; i < d->ntuples && nsocks < MAX_SOCKS; i++) {
 		const struct us_tuple *t = &d->tuples[i];
@@ -207,7 +257,8 @@ int main(int argc, char **argv)
 		}
 		if (!tcp)
 			us_sock_set_rcvbuf(s, 4u << 20);
-		socks[nsocks] = (struct handle){ tcp ? TCP_LISTENER : UDP_SOCK, s };
+		socks[nsocks].kind = tcp ? TCP_LISTENER : UDP_SOCK;
+		socks[nsocks].s = s;
 		us_sock_set_user(s, &socks[nsocks]);
 		nsocks++;
 		if (!quiet)
@@ -234,7 +285,8 @@ int main(int argc, char **argv)
 		int n = us_wait(st, ev, MAX_EVENTS, 200);
 		if (report_flag) {
 			report_flag = 0;
-			report(st, &c);
+			report(st, &c, 1);
+			dump_conns();
 		}
 		if (end && now_ns() >= end)
 			break;
@@ -249,7 +301,7 @@ int main(int argc, char **argv)
 				break;
 			case TCP_CONN:
 				if (ev[i].events & US_EV_OUT)      /* drained: read again */
-					us_sock_set_events(h->s, CONN_EVENTS);
+					set_waits(h, CONN_EVENTS);
 				conn_pump(h, sink, &c);
 				break;
 			}
@@ -258,7 +310,7 @@ int main(int argc, char **argv)
 		if (count && c.datagrams >= count)
 			break;
 	}
-	report(st, &c);
+	report(st, &c, 0);
 	sigaction(SIGINT, &old_int, NULL);
 	sigaction(SIGTERM, &old_term, NULL);
 	sigaction(SIGUSR1, &old_usr1, NULL);
