@@ -293,18 +293,9 @@ def read_status(ifname: str | None = None) -> list[dict]:
             continue
         if ifname and info.get("ifname") != ifname:
             continue
-        if not _alive(info.get("launcher_pid", 0)):
+        if not registry.pid_alive(info.get("launcher_pid", 0)):
             p.unlink(missing_ok=True)           # its launcher was killed: the record is stale
             continue
         out.append(info)
     return out
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return pid > 0

@@ -146,7 +146,7 @@ def _user_name(uid: int) -> str:
         return str(uid)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     if pid <= 0:
         return False
     try:
@@ -249,7 +249,7 @@ def _collect(m: _Maps) -> list[StackRecord]:
     gone = []
     recs = _stacks(m)
     for sid, rec in recs.items():
-        if not _pid_alive(rec.pid):
+        if not pid_alive(rec.pid):
             _drop_stack_entries(m, sid, rec)
             if rec.port_ifindex:
                 ports.delete_stale(rec.port_ifindex)
