@@ -252,3 +252,51 @@ def test_kernel_services_keep_working_beside_a_stack(attached_bed):
     p.wait(5)
     kecho.kill()
     assert_nothing_left(tb, pid)
+
+
+MANY_FLOWS = r"""
+import socket, sys
+dst, port, flows = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+ok = 0
+for i in range(flows):                 # a new source port each time: a new flow, hashed to a queue
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(1.0)
+    msg = b"flow %d" % i
+    for _ in range(3):
+        s.sendto(msg, (dst, port))
+        try:
+            if s.recv(2048) == msg:
+                ok += 1
+                break
+        except TimeoutError:
+            pass
+    s.close()
+print(ok)
+"""
+
+
+def test_flows_on_every_nic_queue_reach_a_multi_queue_stack(root):
+    """A 4-queue NIC: flows from many source ports land on every RX queue, and all of them reach
+    the stack (which has 2 AF_XDP sockets on its port)."""
+    from tests.fixtures.testbed import Testbed
+    from xdpstack import loader
+    with Testbed(queues=4) as tb:
+        with in_ns(tb):
+            loader.attach(tb.dut.ifname)
+        try:
+            p = launch(tb, "--udp", "7100", "--queues", "2")
+            wait_running(tb, p)
+            flows = 64
+            out = tb.peer.run(["python3", "-c", MANY_FLOWS, tb.dut.addr4, "7100", str(flows)]).stdout
+            answered = int(out)
+            stats = tb.dut.run(f"ethtool -S {tb.dut.ifname}").stdout
+            per_queue = [int(v) for v in re.findall(r"rx_queue_\d+_xdp_redirect: (\d+)", stats)]
+            assert answered == flows
+            assert len(per_queue) == 4 and all(n > 0 for n in per_queue), stats
+            pid = app_pid(p)
+            p.send_signal(signal.SIGTERM)
+            assert p.wait(5) == 128 + signal.SIGTERM
+            assert_nothing_left(tb, pid)
+        finally:
+            with in_ns(tb):
+                loader.detach(tb.dut.ifname, force=True)
