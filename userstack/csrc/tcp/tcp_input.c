@@ -189,11 +189,13 @@ static void syn_sent_input(struct tcp_sock *s, const struct us_addr *src, const 
 static bool seq_acceptable(const struct tcp_sock *s, uint32_t seq, uint32_t seg_len)
 {
 	uint32_t wnd = seq_gt(s->rcv_adv, s->rcv_nxt) ? s->rcv_adv - s->rcv_nxt : 0;
-	/* RFC 9293 3.10.7.4, the four cases. */
+	/* RFC 9293 3.10.7.4, the four cases; a zero-length segment may sit exactly at the right edge
+	 * (as Linux takes it): a peer that sent up to our edge sends its ACKs from there, and refusing
+	 * them leaves both ends waiting for retransmission timeouts. */
 	if (seg_len == 0) {
 		if (wnd == 0)
 			return seq == s->rcv_nxt;
-		return seq_ge(seq, s->rcv_nxt) && seq_lt(seq, s->rcv_nxt + wnd);
+		return seq_ge(seq, s->rcv_nxt) && seq_le(seq, s->rcv_nxt + wnd);
 	}
 	if (wnd == 0)
 		return false;

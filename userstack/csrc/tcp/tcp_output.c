@@ -27,8 +27,10 @@ void tcp_update_mss(struct tcp_sock *s)
 	s->cc.mss = m;
 }
 
-/* The window to advertise from rcv_nxt (RFC 9293 3.8.6.2.2): never shrink the right edge, and
- * move it only by at least min(buffer / 2, MSS) (receiver SWS avoidance). */
+/* The window to advertise from rcv_nxt (RFC 9293 3.8.6.2.2): keep the right edge where it is, or
+ * move it by at least min(buffer / 2, MSS) (receiver SWS avoidance), never past the ring's free
+ * space. (The free space's right edge, rcv_nxt + free, never moves left: data in, rcv_nxt and the
+ * ring's length grow together; reads only add space.) */
 uint32_t tcp_rcv_window(struct tcp_sock *s)
 {
 	if (!s->rcvbuf.buf)
@@ -37,7 +39,7 @@ uint32_t tcp_rcv_window(struct tcp_sock *s)
 	uint32_t free = cap - s->rcvbuf.len;
 	uint32_t cur = seq_gt(s->rcv_adv, s->rcv_nxt) ? s->rcv_adv - s->rcv_nxt : 0;
 	if (free <= cur)
-		return cur;
+		return free;
 	uint32_t step = cap / 2 < s->adv_mss ? cap / 2 : s->adv_mss;
 	if (free - cur < step)
 		return cur;
@@ -103,7 +105,10 @@ static int xmit(struct tcp_sock *s, uint32_t seq, uint32_t len, uint8_t flags, u
 		field = (uint16_t)(wnd > 65535 ? 65535 : wnd);   /* never scaled (RFC 7323 2.2) */
 		adv = field;
 	} else {
-		uint32_t f = (wnd + (1u << s->rcv_wscale) - 1) >> s->rcv_wscale;   /* round up: no shrink */
+		/* Round down (RFC 7323 Appendix F): rounding up would promise bytes the ring cannot
+		 * hold, by up to 2^shift - 1 more with every ACK. The edge may move left by less than
+		 * 2^shift; rcv_adv keeps the furthest edge promised, so nothing sent to it is refused. */
+		uint32_t f = wnd >> s->rcv_wscale;
 		field = (uint16_t)(f > 65535 ? 65535 : f);
 		adv = (uint32_t)field << s->rcv_wscale;
 	}
