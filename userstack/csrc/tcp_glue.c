@@ -922,8 +922,10 @@ int us_tcp_setsockopt(struct us_sock *s, int opt, int val)
 	pthread_mutex_lock(&s->st->lock);
 	touch_clock(s->st);
 	int r = tcp_setopt(s->tcp, o, val);
-	if (!r && o == TCP_OPT_NODELAY && val)
-		flush_now(s->st);                  /* what Nagle held goes now */
+	/* What Nagle held goes at the next flush: the next us_wait for an application driving the
+	 * stack, at once when a driver thread may be asleep. */
+	if (!r && o == TCP_OPT_NODELAY && val && s->st->driver_running)
+		flush_now(s->st);
 	pthread_mutex_unlock(&s->st->lock);
 	return r;
 }
