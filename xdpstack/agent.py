@@ -125,14 +125,17 @@ class StackAgent:
                     raise OSError(errno.EOPNOTSUPP, "no ephemeral claims here")
                 local, port = self._claim(m)
                 reply = ctl.Claimed(proto=m.proto, family=m.family, port=port, local=local, seq=m.seq)
-            except OSError as e:
-                reply = ctl.Claimed(proto=m.proto, family=m.family, port=0, status=-(e.errno or errno.EIO),
-                                    seq=m.seq)
+            except Exception as e:               # the stack gets an errno whatever went wrong here
+                code = e.errno if isinstance(e, OSError) and e.errno else errno.EADDRNOTAVAIL
+                log.warning("ephemeral claim for the stack failed: %s", e)
+                reply = ctl.Claimed(proto=m.proto, family=m.family, port=0, status=-code, seq=m.seq)
             with contextlib.suppress(OSError):
                 self.sock.send(ctl.encode(reply))
         elif isinstance(m, ctl.Release) and self._release is not None:
-            with contextlib.suppress(OSError):
+            try:
                 self._release(m)
+            except Exception as e:
+                log.warning("releasing %s for the stack failed: %s", m, e)
 
     def _on_netlink(self, now: float):
         changed_routes, nexthops = False, set()

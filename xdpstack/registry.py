@@ -577,13 +577,18 @@ def claim_all(ifname: str, tuples: Iterable[TupleSpec], stack: int | StackRecord
     return _claim(ifname, want, stack, uid, gid, target)
 
 
-def claim_ephemeral(ifname: str, proto: str, family: int, remote: str, stack: int | StackRecord, uid: int,
-                    gid: int, target: int | None = None) -> ClaimSet:
+def claim_ephemeral(ifname: str, proto: str, family: int, remote: str | None, stack: int | StackRecord,
+                    uid: int, gid: int, target: int | None = None) -> ClaimSet:
     """Claim a port the kernel picks (bind to port 0: net.ipv4.ip_local_port_range) on the local
-    address the kernel would use toward `remote`: the local end of an active open. The ClaimSet
-    holds one Claim; its addr and port say what was chosen."""
+    address the kernel would use toward `remote`: the local end of an active open; with no remote
+    (a UDP bind to port 0), on the wildcard address of `family`. The ClaimSet holds one Claim; its
+    addr and port say what was chosen."""
     if proto not in PROTOS:
         raise UsageError(f"protocol must be tcp or udp, not {proto!r}")
+    if family not in (4, 6):
+        raise UsageError(f"family must be 4 or 6, not {family!r}")
+    if remote is None:
+        return _claim(ifname, [(proto, family, None, 0)], stack, uid, gid, target)
     fam = socket.AF_INET if family == 4 else socket.AF_INET6
     with socket.socket(fam, socket.SOCK_DGRAM) as s:
         try:

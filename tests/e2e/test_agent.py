@@ -92,3 +92,24 @@ def test_ephemeral_claim_goes_to_the_callback(testbed):
         s.send(ctl.encode(ctl.ClaimEphemeral(proto=6, family=4, remote="198.18.0.2", remote_port=80, seq=7)))
         m = ctl.decode(s.recv(ctl.MSG_SIZE))
         assert (m.seq, m.status, m.local, m.port) == (7, 0, "198.18.0.1", 40000)
+
+
+def test_a_failing_claim_is_answered_and_the_agent_lives_on(testbed):
+    def claim(m):
+        raise ValueError("not an OSError")             # e.g. a library error of another kind
+    stack_end, agent_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pnetns.pushns(testbed.dut.ns)
+    try:
+        agent = StackAgent(agent_end, testbed.dut.ifindex, claim=claim)
+    finally:
+        pnetns.popns()
+    stack_end.settimeout(3)
+    try:
+        stack_end.send(ctl.encode(ctl.ClaimEphemeral(proto=17, family=4, seq=3)))
+        m = ctl.decode(stack_end.recv(ctl.MSG_SIZE))
+        assert (m.seq, m.port) == (3, 0) and m.status < 0
+        assert ask(stack_end, testbed.peer.addr4).status == ctl.NEIGH_OK     # still answering
+    finally:
+        agent.close()
+        stack_end.close()
+        agent_end.close()

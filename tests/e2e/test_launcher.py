@@ -300,3 +300,31 @@ def test_flows_on_every_nic_queue_reach_a_multi_queue_stack(root):
         finally:
             with in_ns(tb):
                 loader.detach(tb.dut.ifname, force=True)
+
+
+UDP_EPHEMERAL_APP = r"""
+import sys
+from userstack import Stack
+dst, port = sys.argv[1], int(sys.argv[2])
+with Stack.from_env() as st:
+    s = st.socket()
+    s.bind(("0.0.0.0", 0))                 # port 0: the launcher claims one from the kernel
+    s.settimeout(3)
+    s.sendto(b"ping", (dst, port))
+    data, addr = s.recvfrom(100)
+    print(s.getsockname()[1], data.decode(), flush=True)
+"""
+
+
+def test_an_ephemeral_udp_port_is_claimed_from_the_kernel(attached_bed):
+    tb, _ = attached_bed
+    echo_once = ("import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+                 "s.bind(('0.0.0.0', 7111)); print('ok', flush=True)\nd, a = s.recvfrom(100); s.sendto(d, a)")
+    kecho = tb.track(tb.peer.popen(["python3", "-c", echo_once], stdout=subprocess.PIPE, text=True))
+    assert kecho.stdout.readline().strip() == "ok"
+    p = launch(tb, "--udp", "7110", cmd=(sys.executable, "-c", UDP_EPHEMERAL_APP, tb.peer.addr4, "7111"))
+    out, err = p.communicate(timeout=20)
+    assert p.returncode == 0, err
+    port, word = out.split()
+    assert word == "ping" and 1024 <= int(port) <= 65535 and int(port) != 7110
+    assert_nothing_left(tb)
