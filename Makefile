@@ -18,9 +18,14 @@ demo: setup
 soak: setup
 	$(PYTEST) -q -m soak -o addopts='-p no:cacheprovider'
 
+C_SOURCES := $(wildcard userstack/csrc/*.c userstack/csrc/tcp/*.c userstack/csrc/apps/*.c tools/*.c)
+
 lint: setup
 	.venv/bin/ruff check xdpstack userstack tools tests
 	$(PY) -m xdpstack.loader --check
+	@for cc in gcc clang; do for f in $(C_SOURCES); do \
+	  $$cc -std=gnu11 -O2 -Wall -Wextra -Werror -fsyntax-only -Iuserstack/csrc $$f || exit 1; done; done; \
+	  echo "C sources: warning-free with gcc and clang (-Wall -Wextra -Werror)"
 
 clean:
 	rm -rf build *.egg-info .venv .hypothesis .ruff_cache
