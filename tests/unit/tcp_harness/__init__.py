@@ -298,6 +298,12 @@ class Stack:
     def flush(self):
         self.lib.tcp_flush(self.ts, self.now)
 
+    def recv_hold(self) -> list[Seg]:
+        """tcp_flush_hold_acks (the stack is about to run the application), then what was sent."""
+        self.lib.tcp_flush_hold_acks(self.ts, self.now)
+        self.check()
+        return self.output()
+
     def output(self) -> list[Seg]:
         out = []
         while True:
@@ -451,6 +457,19 @@ class Conn:
 
     def recv(self) -> list[Seg]:
         out = self.stk.recv()
+        self.note(out)
+        return out
+
+    def deliver(self, flags: str = "PA", payload: bytes = b"", **kw) -> list[Seg]:
+        """Like send, but the flush after the input is the one before the application runs
+        (tcp_flush_hold_acks)."""
+        s = self.seg(flags, payload, **kw)
+        if "seq" not in kw:
+            self.snd = (self.snd + s.seg_len) & M32
+        self.tsval += 1
+        self.stk.input(s, src=self.peer, dst=self.local)
+        self.stk.check()
+        out = self.stk.recv_hold()
         self.note(out)
         return out
 

@@ -13,6 +13,7 @@
  *             tcp_input(ts, &ip_src, &ip_dst, tcp_header_and_payload, len, now);
  *         (the application reads and writes)
  *         tcp_flush(ts, now);                  // sends what became sendable: coalesces writes
+ *                                              // (tcp_flush_hold_acks when the app runs next)
  *         if (tcp_next_deadline(ts) <= now) tcp_timers(ts, now);   // runs timers, then flushes
  *     sleep at most until tcp_next_deadline(ts), or until the TX ring has room again when
  *     tcp_tx_blocked(ts) says a segment is waiting for it.
@@ -105,6 +106,13 @@ void tcp_stack_free(struct tcp_stack *ts);
 void tcp_input(struct tcp_stack *ts, const struct us_addr *src, const struct us_addr *dst,
 	       const uint8_t *seg, size_t len, uint64_t now_us);
 void tcp_flush(struct tcp_stack *ts, uint64_t now_us);
+/* tcp_flush for a stack that is about to hand this batch's events to the application: an ACK due
+ * only because in-order data or a FIN arrived (a quick ACK, or the FIN of an ESTABLISHED
+ * connection), with nothing else to send on that connection, is held for one flush so that the
+ * application's answer (data, FIN) carries it. A held ACK leaves at the next flush of either kind
+ * (or the delayed-ACK timer, delack_us) whatever the application does: it is a delayed ACK of
+ * RFC 9293 3.8.6.3 / RFC 1122 4.2.3.2, and every second full segment is still ACKed at once. */
+void tcp_flush_hold_acks(struct tcp_stack *ts, uint64_t now_us);
 void tcp_timers(struct tcp_stack *ts, uint64_t now_us);
 /* Earliest time tcp_timers has work (UINT64_MAX: none). */
 uint64_t tcp_next_deadline(const struct tcp_stack *ts);

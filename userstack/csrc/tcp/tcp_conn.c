@@ -129,11 +129,52 @@ void tcp_buf_put(struct tcp_stack *ts, void *p, uint32_t size)
 	free(p);
 }
 
+/* Objects of one size kept for reuse (not under AddressSanitizer: the fuzzer must see every
+ * use after free). */
+#if defined(__SANITIZE_ADDRESS__)
+#define OBJ_CACHE 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define OBJ_CACHE 0
+#endif
+#endif
+#ifndef OBJ_CACHE
+#define OBJ_CACHE 1
+#endif
+
+static void *obj_get(void **cache, uint32_t *n, size_t size)
+{
+	if (OBJ_CACHE && *n) {
+		void *p = cache[--*n];
+		memset(p, 0, size);
+		return p;
+	}
+	return calloc(1, size);
+}
+
+static void obj_put(void **cache, uint32_t *n, void *p)
+{
+	if (OBJ_CACHE && p && *n < TCP_OBJ_CACHE)
+		cache[(*n)++] = p;
+	else
+		free(p);
+}
+
+static void sock_put(struct tcp_stack *ts, struct tcp_sock *s)
+{
+	obj_put(ts->sock_cache, &ts->nsock_cache, s);
+}
+
+static void mem_put(struct tcp_stack *ts, struct tcp_conn_mem *m)
+{
+	obj_put(ts->mem_cache, &ts->nmem_cache, m);
+}
+
 static void free_sock_mem(struct tcp_sock *s)
 {
 	tcp_buf_put(s->ts, s->sndbuf.buf, s->sndbuf.cap);
 	tcp_buf_put(s->ts, s->rcvbuf.buf, s->rcvbuf.cap);
-	free(s->mem);
+	mem_put(s->ts, s->mem);
 	s->sndbuf.buf = s->rcvbuf.buf = NULL;
 	s->sndbuf.cap = s->rcvbuf.cap = 0;
 	s->sndbuf.len = s->rcvbuf.len = 0;
@@ -163,6 +204,10 @@ void tcp_stack_free(struct tcp_stack *ts)
 	 * they were allocated by tcp_socket and must be closed by it; we cannot find them. */
 	for (uint32_t i = 0; i < ts->nbuf_cache; i++)
 		free(ts->buf_cache[i]);
+	for (uint32_t i = 0; i < ts->nsock_cache; i++)
+		free(ts->sock_cache[i]);
+	for (uint32_t i = 0; i < ts->nmem_cache; i++)
+		free(ts->mem_cache[i]);
 	free(ts->ctab);
 	free(ts->ltab);
 	free(ts);
@@ -244,7 +289,7 @@ int tcp_hash_insert(struct tcp_sock *s)
 	} else {
 		s->hash = tcp_hash_tuple(ts, &s->local, &s->remote);
 		chain_link(&ts->ctab[s->hash & ts->cmask], s);
-		if (++ts->nconn > 2 * (ts->cmask + 1))
+		if (++ts->nconn > ts->cmask + 1)       /* load <= 1: a lookup touches ~1 socket */
 			ctab_grow(ts);
 	}
 	s->hashed = true;
@@ -302,7 +347,7 @@ struct tcp_sock *tcp_lookup_listener(struct tcp_stack *ts, const struct us_endpo
 
 struct tcp_sock *tcp_sock_alloc(struct tcp_stack *ts)
 {
-	struct tcp_sock *s = calloc(1, sizeof(*s));
+	struct tcp_sock *s = obj_get(ts->sock_cache, &ts->nsock_cache, sizeof(*s));
 	if (!s)
 		return NULL;
 	s->ts = ts;
@@ -330,7 +375,7 @@ int tcp_conn_setup(struct tcp_sock *s)
 	s->sndbuf.cap = s->sndbuf_size;
 	s->rcvbuf.buf = buf_get(s->ts, s->rcvbuf_size);
 	s->rcvbuf.cap = s->rcvbuf_size;
-	s->mem = calloc(1, sizeof(*s->mem));
+	s->mem = obj_get(s->ts->mem_cache, &s->ts->nmem_cache, sizeof(*s->mem));
 	if (!s->sndbuf.buf || !s->rcvbuf.buf || !s->mem) {
 		free_sock_mem(s);
 		return -ENOMEM;
@@ -442,7 +487,7 @@ void tcp_destroy(struct tcp_sock *s)
 	if (ts->last == s)
 		ts->last = NULL;
 	free_sock_mem(s);
-	free(s);
+	sock_put(ts, s);
 }
 
 static void clear_timers(struct tcp_sock *s)
@@ -485,7 +530,7 @@ void tcp_enter_time_wait(struct tcp_sock *s, uint64_t now)
 	tcp_buf_put(ts, s->sndbuf.buf, s->sndbuf.cap);
 	s->sndbuf.buf = NULL;
 	s->sndbuf.cap = s->sndbuf.len = 0;
-	free(s->mem);
+	mem_put(ts, s->mem);
 	s->mem = NULL;
 	if (!s->owned || !s->rcvbuf.len) {
 		tcp_buf_put(ts, s->rcvbuf.buf, s->rcvbuf.cap);
@@ -1058,6 +1103,8 @@ int tcp_sock_check(const struct tcp_sock *s)
 	if (s->state == TCPS_LISTEN || (s->state == TCPS_CLOSED && !s->hashed)) {
 		return 0;
 	}
+	CHECK(!(s->ack_now || s->ack_soon) || s->dirty);      /* a due ACK is never forgotten */
+	CHECK(!s->ack_held || s->ack_soon);
 	CHECK(seq_le(s->snd_una, s->snd_nxt));
 	CHECK(seq_le(s->snd_nxt, s->snd_max));
 	uint32_t d = s->snd_una - s->sb_seq;       /* 0; -1 while the SYN is unacked; 1 once the FIN is */

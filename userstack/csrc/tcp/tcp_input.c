@@ -211,7 +211,12 @@ static void process_fin(struct tcp_sock *s, uint64_t now)
 	s->ooo_fin = false;
 	if (s->mem)
 		s->mem->ooo.n = 0;                      /* anything "after" the FIN is bogus */
-	s->ack_now = true;
+	/* ESTABLISHED: the application that sees the end of stream usually closes at once, and
+	 * its FIN may carry the ACK (Linux's pingpong mode does the same). */
+	if (s->state == TCPS_ESTABLISHED && s->owned)
+		s->ack_soon = true;
+	else
+		s->ack_now = true;
 	tcp_mark_dirty(s);
 	switch (s->state) {
 	case TCPS_SYN_RECEIVED:
@@ -238,15 +243,15 @@ static void schedule_ack(struct tcp_sock *s, uint32_t len, uint64_t now)
 	s->unacked_bytes += len;
 	if (len > s->rcv_mss)
 		s->rcv_mss = len < s->adv_mss ? len : s->adv_mss;
-	if (s->quickack) {
-		s->quickack--;
-		s->ack_now = true;
-	} else if (s->unacked_bytes >= 2 * s->rcv_mss) {
+	if (s->unacked_bytes >= 2 * s->rcv_mss)
 		s->ack_now = true;                      /* every second full segment (RFC 5681 4.2) */
-	} else if (!s->deadline[T_DELACK]) {
+	else if (s->quickack)
+		s->ack_soon = true;                     /* quick ACK: may ride on the answer */
+	else if (!s->deadline[T_DELACK])
 		tcp_timer_set(s, T_DELACK, now + s->ts->cfg.delack_us);
-	}
-	if (s->ack_now)
+	if (s->quickack)
+		s->quickack--;
+	if (s->ack_now || s->ack_soon)
 		tcp_mark_dirty(s);
 }
 

@@ -49,6 +49,7 @@ struct tcp_ranges {
 };
 
 #define TCP_BUF_CACHE 64
+#define TCP_OBJ_CACHE 256            /* sockets and per-connection memory kept for reuse */
 
 /* Per-connection memory freed when the connection enters TIME_WAIT. */
 struct tcp_conn_mem {
@@ -78,6 +79,8 @@ struct tcp_sock {
 	/* flags */
 	bool syn_pending;     /* (re)send SYN or SYN-ACK at the next output */
 	bool ack_now;         /* send an ACK at the next output */
+	bool ack_soon;        /* an ACK is due, but may ride on the application's answer (held) */
+	bool ack_held;        /* ack_soon was held once (tcp_flush_hold_acks): it goes next time */
 	bool fin_queued;      /* the application shut down writing: FIN follows the data */
 	bool fin_rcvd;
 	bool rd_shut;
@@ -171,6 +174,7 @@ struct tcp_stack {
 	struct tcp_sock *last;                      /* last connection found: bulk flows hit it */
 	struct tcp_list dirty, evq;
 	bool tx_blocked;                            /* emit said -ENOBUFS during this flush */
+	bool hold_acks;                             /* inside tcp_flush_hold_acks */
 	/* RFC 5961 sec. 7 challenge-ACK limit */
 	uint64_t chal_window;
 	uint32_t chal_count;
@@ -180,6 +184,10 @@ struct tcp_stack {
 	void *buf_cache[TCP_BUF_CACHE];
 	uint32_t buf_cache_size[TCP_BUF_CACHE];
 	uint32_t nbuf_cache;
+	/* Freed sockets and connection memory, reused without malloc: a short connection costs no
+	 * allocation once the stack runs (and the heap does not churn with TIME_WAIT sockets). */
+	void *sock_cache[TCP_OBJ_CACHE], *mem_cache[TCP_OBJ_CACHE];
+	uint32_t nsock_cache, nmem_cache;
 	uint8_t hdr[TCP_MAX_HDR];
 };
 

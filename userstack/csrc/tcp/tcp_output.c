@@ -123,7 +123,7 @@ static int xmit(struct tcp_sock *s, uint32_t seq, uint32_t len, uint8_t flags, u
 	s->segs_out++;
 	if (flags & TH_ACK) {
 		s->last_ack_sent = s->rcv_nxt;
-		s->ack_now = false;
+		s->ack_now = s->ack_soon = s->ack_held = false;
 		s->unacked_bytes = 0;
 		s->deadline[T_DELACK] = 0;
 		s->dsack = false;
@@ -341,6 +341,11 @@ static uint64_t persist_interval(const struct tcp_sock *s)
 	return t;
 }
 
+static bool ack_due(const struct tcp_sock *s)
+{
+	return s->ack_now || s->ack_soon;
+}
+
 void tcp_output(struct tcp_sock *s, uint64_t now)
 {
 	struct tcp_stack *ts = s->ts;
@@ -365,14 +370,14 @@ void tcp_output(struct tcp_sock *s, uint64_t now)
 			if (!s->deadline[T_RTO])
 				tcp_timer_set(s, T_RTO, now + s->rto);
 		}
-		if (s->ack_now && s->state == TCPS_SYN_RECEIVED && tcp_send_ack(s, now) < 0)
+		if (ack_due(s) && s->state == TCPS_SYN_RECEIVED && tcp_send_ack(s, now) < 0)
 			goto blocked;
 		return;
 	case TCPS_CLOSED:
 	case TCPS_LISTEN:
 		return;
 	case TCPS_TIME_WAIT:
-		if (s->ack_now && tcp_send_ack(s, now) < 0)
+		if (ack_due(s) && tcp_send_ack(s, now) < 0)
 			goto blocked;
 		return;
 	default:
@@ -488,7 +493,17 @@ void tcp_output(struct tcp_sock *s, uint64_t now)
 
 	if (sent)
 		tcp_arm_probe(s, now);
-	if (!sent && s->ack_now && tcp_send_ack(s, now) < 0)
+	if (sent || !ack_due(s))
+		return;
+	if (!s->ack_now && !s->ack_held && ts->hold_acks) {
+		/* tcp_flush_hold_acks: the application may answer first; a delayed ACK meanwhile. */
+		s->ack_held = true;
+		if (!s->deadline[T_DELACK])
+			tcp_timer_set(s, T_DELACK, now + ts->cfg.delack_us);
+		tcp_mark_dirty(s);                          /* the next flush sends it whatever */
+		return;
+	}
+	if (tcp_send_ack(s, now) < 0)
 		goto blocked;
 	return;
 blocked:
@@ -524,4 +539,11 @@ void tcp_flush(struct tcp_stack *ts, uint64_t now)
 		tcp_output(s, now);
 	}
 	tcp_dispatch_events(ts);
+}
+
+void tcp_flush_hold_acks(struct tcp_stack *ts, uint64_t now)
+{
+	ts->hold_acks = true;
+	tcp_flush(ts, now);
+	ts->hold_acks = false;
 }

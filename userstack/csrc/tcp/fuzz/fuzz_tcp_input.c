@@ -305,8 +305,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				}
 			}
 			break;
-		case 7:
-			tcp_flush(f.ts, f.now);
+		case 7:                                    /* a flush, or one before the app runs */
+			if (op & 0x80)
+				tcp_flush_hold_acks(f.ts, f.now);
+			else
+				tcp_flush(f.ts, f.now);
 			break;
 		case 8:                                    /* the application lets go */
 			if (f.conn) {
