@@ -75,7 +75,7 @@ class FakeLauncher:
         self.sock.close()
 
 
-def _desc(addrs, mac, tuples, ctl_fd):
+def _desc(addrs, mac, tuples, ctl_fd, busy_poll=False):
     d = ffi.new("struct us_desc *")
     d.name = b"pair"
     ffi.memmove(d.mac, bytes.fromhex(mac.replace(":", "")), 6)
@@ -93,6 +93,7 @@ def _desc(addrs, mac, tuples, ctl_fd):
     d.frame_size = 2048
     d.ctl_fd = ctl_fd
     d.umem_fd = -1
+    d.busy_poll = int(busy_poll)
     return d
 
 
@@ -100,17 +101,17 @@ class Pair:
     A4, B4, A6, B6 = A4, B4, A6, B6
 
     def __init__(self, tcp=(7000,), udp=(), frames=8192, wire_depth=4096, driver=True,
-                 tcp_opts="linger_ms=300", refuse_claims=False):
+                 tcp_opts="linger_ms=300", refuse_claims=False, busy_poll=(False, False)):
         tuples = [(p, w, port) for p, ports in (("tcp", tcp), ("udp", udp)) for port in ports
                   for w in ("0.0.0.0", "::")]
         self.launchers = []
         stacks = []
-        for addrs, mac, peer in (((A4, A6), MAC_A, {B4: MAC_B, B6: MAC_B}),
-                                 ((B4, B6), MAC_B, {A4: MAC_A, A6: MAC_A})):
+        for addrs, mac, peer, busy in (((A4, A6), MAC_A, {B4: MAC_B, B6: MAC_B}, busy_poll[0]),
+                                       ((B4, B6), MAC_B, {A4: MAC_A, A6: MAC_A}, busy_poll[1])):
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             self.launchers.append(FakeLauncher(ours, {4: addrs[0], 6: addrs[1]}, peer, refuse=refuse_claims))
             err = ffi.new("int *")
-            h = lib.us_test_stack_open(_desc(addrs, mac, tuples, theirs.fileno()), frames, err)
+            h = lib.us_test_stack_open(_desc(addrs, mac, tuples, theirs.fileno(), busy), frames, err)
             assert h != ffi.NULL, err[0]
             self._keep = getattr(self, "_keep", []) + [theirs]     # the stack uses the fd
             if tcp_opts:

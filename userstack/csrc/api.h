@@ -101,11 +101,16 @@ struct us_stack *us_stack_open(const struct us_desc *d, int *err);
 /* Close every socket, unmap the rings and the UMEM; closes the fds if the stack owns them. */
 void us_stack_close(struct us_stack *st);
 /* Process RX, timers and control messages, flush TX; then return up to max ready sockets.
- * Sleeps up to timeout_ms (-1: forever, 0: never) when nothing is ready. -EINTR on a signal. */
+ * Sleeps up to timeout_ms (-1: forever, 0: never) when nothing is ready. -EINTR on a signal.
+ * The flush sends what the application queued since the last one (see "Sending" below) in one TX
+ * kick; when it returns events, an ACK of data or of a FIN it reports may wait for the answer
+ * (at most until the next us_wait/us_flush, and never longer than the delayed-ACK time). */
 int us_wait(struct us_stack *st, struct us_event *ev, int max, int timeout_ms);
 /* The same processing without collecting events (the Python driver thread's loop). */
 int us_poll(struct us_stack *st, int timeout_ms);
-/* Send now what was queued with US_MSG_MORE (UDP frames, TCP writes). */
+/* Send now what was queued (UDP frames sent with US_MSG_MORE, everything TCP queued). An
+ * application that sleeps outside us_wait/us_poll (its own epoll on us_stack_fd) calls it before
+ * sleeping. */
 int us_flush(struct us_stack *st);
 /* Make a sleeping us_wait/us_poll return. Async-signal-safe. */
 void us_wake(struct us_stack *st);
@@ -163,6 +168,13 @@ int us_udp_recvfrom(struct us_sock *s, void *buf, size_t len, struct us_endpoint
 int us_udp_recvmmsg(struct us_sock *s, struct us_msg *msgs, int n);
 
 /* ---- TCP ----
+ * Sending: TCP socket calls only queue what they make the connection send (data written with
+ * US_MSG_MORE, the window update after a read or consume, the FIN of a shutdown or close, the RST
+ * of an abort, the SYN of a connect); the next us_wait, us_poll, us_sock_wait or us_flush sends
+ * all of it together, so that ACKs ride on data and the FIN on the last data segment, in one TX
+ * kick per batch. Only us_tcp_write/writev without US_MSG_MORE send at once. A stack with a
+ * driver thread (us_driver_start) sends each call's output at once instead: the thread may sleep.
+ *
  * A TCP server on a claimed port, run to completion from the us_wait loop:
  *
  *     struct us_sock *l = us_tcp_socket(st, US_AF4, &err);
@@ -280,7 +292,8 @@ ssize_t us_tcp_peek(struct us_sock *s, struct us_iov iov[2]);
 int us_tcp_consume(struct us_sock *s, size_t n);
 /* Queue up to len bytes for sending (copied once into the send buffer): the count taken (less
  * than len when the buffer fills), or -EAGAIN when it is full, or -errno. Sent at once unless
- * flags has US_MSG_MORE (then by the next us_wait/us_poll/us_flush: batch replies that way). */
+ * flags has US_MSG_MORE (then by the next us_wait/us_poll/us_flush: batch replies that way, see
+ * "Sending" above). */
 ssize_t us_tcp_write(struct us_sock *s, const void *buf, size_t len, int flags);
 ssize_t us_tcp_writev(struct us_sock *s, const struct us_iov *iov, int iovcnt, int flags);
 /* Bytes that us_tcp_write would take now / bytes that us_tcp_read would return now. */

@@ -405,15 +405,22 @@ int us_stack_flush_locked(struct us_stack *st)
 	return left;
 }
 
-int us_poll_locked(struct us_stack *st)
+/* A batch in: control messages (every 64 polls), RX bursts, neighbour and TCP timers. What the
+ * received segments call for is queued, not sent (timers send what they must). */
+static int poll_in(struct us_stack *st)
 {
 	struct us_frame f[US_RX_BATCH];
 	struct us_netdev *dev = st->dev;
 	int total = 0;
 	st->now = us_now_ns();
 	st->stats.polls++;
-	if (st->ctlfd >= 0 && !(st->stats.polls & 63))
+	/* Control messages wake a sleeping stack (epoll); one that never sleeps reads them now and
+	 * then (a syscall: not every poll, and by time when spinning, where polls come fast). */
+	if (st->ctlfd >= 0 && (st->desc.busy_poll ? st->now - st->ctl_polled >= US_CTL_POLL_NS
+						  : !(st->stats.polls & 63))) {
+		st->ctl_polled = st->now;
 		us_ctl_input(st);
+	}
 	for (int q = 0; q < dev->nqueues; q++) {
 		for (int b = 0; b < US_RX_BUDGET; b++) {
 			int n = dev->ops->rx_burst(dev, q, f, US_RX_BATCH);
@@ -433,10 +440,24 @@ int us_poll_locked(struct us_stack *st)
 	}
 	if (st->neigh_pending)
 		us_neigh_timers(st);
-	us_tcp_poll(st);                   /* timers, coalesced sends, timerfd */
+	us_tcp_timers(st);
+	return total;
+}
+
+/* A batch out: TCP output (hold: the application gets events now, see us_tcp_output), then the
+ * device, one TX kick for the whole batch. */
+static void poll_out(struct us_stack *st, bool hold)
+{
+	us_tcp_output(st, hold);
 	us_stack_flush_locked(st);
 	st->tx_pending = 0;
-	return total;
+}
+
+int us_poll_locked(struct us_stack *st)
+{
+	int n = poll_in(st);
+	poll_out(st, false);
+	return n;
 }
 
 /* Sleep in epoll for up to timeout_ms with the lock released. */
@@ -449,11 +470,11 @@ int us_sleep_locked(struct us_stack *st, int timeout_ms)
 		timeout_ms = 1;            /* segments wait for TX frames: retry soon */
 	if (st->desc.busy_poll) {
 		pthread_mutex_unlock(&st->lock);
-		for (int i = 0; i < 64; i++)
+		int pauses = st->driver_running ? US_BUSY_PAUSES_SHARED : US_BUSY_PAUSES;
+		for (int i = 0; i < pauses; i++)
 			__builtin_ia32_pause();
 		pthread_mutex_lock(&st->lock);
-		if (st->ctlfd >= 0 && !(++st->spins & 63))    /* a syscall: not every spin */
-			us_ctl_input(st);
+		st->spins++;               /* the control channel: poll_in, which follows */
 		return 0;
 	}
 	st->dev->ops->pre_sleep(st->dev);
@@ -477,26 +498,33 @@ int us_sleep_locked(struct us_stack *st, int timeout_ms)
 	return n;
 }
 
-static int remaining_ms(uint64_t deadline)
+static int remaining_ms(uint64_t now, uint64_t deadline)
 {
-	uint64_t now = us_now_ns();
 	if (now >= deadline)
 		return 0;
 	uint64_t ms = (deadline - now + 999999) / 1000000;
 	return ms > 1000000 ? 1000000 : (int)ms;
 }
 
+/* Events are collected between the batch's input and its output: when the application gets
+ * some, the ACKs it may answer wait for its answer (us_tcp_output), which leaves with them at the
+ * next us_wait (or us_flush). */
 int us_wait(struct us_stack *st, struct us_event *ev, int max, int timeout_ms)
 {
-	uint64_t deadline = timeout_ms < 0 ? UINT64_MAX : us_now_ns() + (uint64_t)timeout_ms * 1000000;
+	uint64_t deadline = 0;
 	int n;
 	pthread_mutex_lock(&st->lock);
 	for (;;) {
-		us_poll_locked(st);
+		poll_in(st);
 		n = collect(st, ev, max);
+		poll_out(st, n > 0);
+		if (n == 0)
+			n = collect(st, ev, max);      /* readiness the output changed */
 		if (n > 0 || timeout_ms == 0)
 			break;
-		int left = timeout_ms < 0 ? -1 : remaining_ms(deadline);
+		if (!deadline)                     /* st->now: read by the first poll */
+			deadline = timeout_ms < 0 ? UINT64_MAX : st->now + (uint64_t)timeout_ms * 1000000;
+		int left = timeout_ms < 0 ? -1 : remaining_ms(st->now, deadline);
 		if (left == 0)
 			break;
 		int r = us_sleep_locked(st, left);

@@ -29,6 +29,12 @@
 #define US_NEIGH_FAILED_NS    1000000000ull   /* then drop at once for this long */
 #define US_RXQ_DEFAULT_BYTES  (256 * 1024)
 #define US_RXQ_SLOTS       2048    /* power of two: datagrams a receive queue holds */
+/* Busy poll: PAUSEs between two polls. Few when the application spins in us_wait itself (each
+ * costs ~20-35 ns here, and every one delays noticing a frame); more while a driver thread spins,
+ * so that the application's threads get the lock between its polls. */
+#define US_BUSY_PAUSES         1
+#define US_BUSY_PAUSES_SHARED  64
+#define US_CTL_POLL_NS     50000ull   /* busy poll: read the control channel this often */
 
 enum us_sock_type { US_SOCK_UDP = 1, US_SOCK_TCP = 2 };
 
@@ -133,6 +139,7 @@ struct us_stack {
 	uint32_t tx_pending;       /* frames submitted since the last device flush */
 	uint32_t tcp_socks;        /* TCP sockets the application holds */
 	uint32_t spins;            /* busy-poll iterations */
+	uint64_t ctl_polled;       /* busy poll: when the control channel was last read */
 	struct us_sock *wblocked;  /* sockets waiting to become writable */
 	struct us_eph *eph;        /* ephemeral ports: ready pools and claims in flight */
 };
@@ -187,7 +194,8 @@ void us_ctl_release(struct us_stack *st, uint8_t proto, const struct us_endpoint
 int us_tcp_open(struct us_stack *st, const struct us_tcp_opts *o);   /* at stack open; reconfigure */
 void us_tcp_close_all(struct us_stack *st);                          /* at stack close */
 void us_tcp_input(struct us_stack *st, const struct us_parsed *p);
-void us_tcp_poll(struct us_stack *st);         /* per poll: flush, timers, timerfd */
+void us_tcp_timers(struct us_stack *st);       /* per poll, after RX: timers, writability */
+void us_tcp_output(struct us_stack *st, bool hold);   /* per poll: flush (see tcp_glue.c), timerfd */
 void us_tcp_flush_locked(struct us_stack *st); /* what the sockets queued goes out now */
 void us_tcp_claimed(struct us_stack *st, const struct us_ctl_claimed *m);  /* a CLAIMED for TCP */
 void us_tcp_close_locked(struct us_sock *s);

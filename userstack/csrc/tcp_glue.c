@@ -4,8 +4,12 @@
  *   in     ip.c hands every checksummed TCP segment to us_tcp_input -> tcp_input
  *   out    emit: IP + Ethernet around the core's header and payload in one TX frame (one copy
  *          from the send ring), checksum over the pseudo-header; -ENOBUFS when no frame is free
- *   poll   us_tcp_poll once per poll batch: timers due, tcp_flush (writes coalesce), the timerfd
- *          armed for tcp_next_deadline
+ *   poll   us_tcp_timers after the batch's RX (timers due, writability), us_tcp_output once per
+ *          batch: tcp_flush (writes coalesce, ACKs ride on data), the timerfd armed for
+ *          tcp_next_deadline
+ *   calls  socket calls only queue: their output (data written with US_MSG_MORE, window updates
+ *          after reads, FINs, RSTs, SYNs) leaves at the batch flush, one TX kick for everything,
+ *          unless a driver thread may be asleep (Python's blocking sockets): then at once
  *   ready  the core's on_event and every socket call end in refresh(): the ready list for
  *          us_wait, the condition variable for blocked callers, the socketpair behind fileno()
  *   ports  active opens take an ephemeral port claimed through the launcher (CLAIM_EPHEMERAL):
@@ -55,8 +59,9 @@ struct us_eph {
 
 static inline uint64_t now_us(const struct us_stack *st) { return st->now / 1000; }
 
-/* The clock for a socket call: the core stamps what it sends (RTT samples, timers), so never
- * a time from before the application went idle. */
+/* The clock for a socket call that sends now or starts timers: the core stamps what it sends
+ * (RTT samples, timers), so never a time from before the application went idle. Calls that only
+ * queue read no clock: what they queue is stamped at the flush, which reads it. */
 static inline void touch_clock(struct us_stack *st)
 {
 	st->now = us_now_ns();
@@ -109,6 +114,19 @@ void us_tcp_flush_locked(struct us_stack *st)
 {
 	if (st->tcp)
 		flush_now(st);
+}
+
+/* After a socket call queued output. An application driving the stack (us_wait, us_poll,
+ * us_sock_wait, us_flush) sends it at its next batch flush, with everything else of the batch in
+ * one TX kick (RFC 9293 3.8.6.2.2 lets a window update wait that long; a FIN or RST gains
+ * nothing by going first). A driver thread may sleep in epoll for long: a blocking-style caller
+ * expects its close, shutdown or window update on the wire at once, so then it goes now. */
+static void flush_soon(struct us_stack *st)
+{
+	if (st->driver_running) {
+		touch_clock(st);
+		flush_now(st);
+	}
 }
 
 /* ---- readiness ---- */
@@ -493,7 +511,9 @@ void us_tcp_input(struct us_stack *st, const struct us_parsed *p)
 	tcp_input(st->tcp, &src, &dst, p->ip.payload, p->ip.payload_len, now_us(st));
 }
 
-void us_tcp_poll(struct us_stack *st)
+/* After the batch's RX: claims that timed out, timers due, sockets that became writable (the
+ * core reports ACKed space only as a change). Timers send what they must at once. */
+void us_tcp_timers(struct us_stack *st)
 {
 	struct tcp_stack *ts = st->tcp;
 	uint64_t now = now_us(st);
@@ -501,8 +521,6 @@ void us_tcp_poll(struct us_stack *st)
 		claims_expire(st);
 	if (tcp_next_deadline(ts) <= now)
 		tcp_timers(ts, now);
-	flush_now(st);
-	/* Sockets waiting to become writable: the core reports ACKed space only as a change. */
 	for (struct us_sock **pp = &st->wblocked; *pp;) {
 		struct us_sock *s = *pp;
 		if (us_tcp_events(s) & (US_EV_OUT | US_EV_ERR | US_EV_HUP)) {
@@ -512,6 +530,20 @@ void us_tcp_poll(struct us_stack *st)
 		} else {
 			pp = &s->wb_next;
 		}
+	}
+}
+
+/* The batch's TCP output, once per batch; hold: the application is about to get this batch's
+ * events, so ACKs it may answer wait for its answer (tcp_flush_hold_acks). Then the timerfd. */
+void us_tcp_output(struct us_stack *st, bool hold)
+{
+	struct tcp_stack *ts = st->tcp;
+	if (hold) {
+		tcp_flush_hold_acks(ts, now_us(st));
+		if (tcp_tx_blocked(ts))
+			flush_now(st);                     /* the ring filled: send and retry at once */
+	} else {
+		flush_now(st);
 	}
 	uint64_t next = tcp_next_deadline(ts);
 	if (next != UINT64_MAX) {
@@ -648,7 +680,7 @@ static void start_connect(struct us_sock *s, const struct us_endpoint *local_pic
 	if (r)
 		s->error = r;
 	else
-		flush_now(st);                     /* the SYN leaves now */
+		flush_soon(st);                    /* the SYN leaves at the next flush */
 	refresh(s);
 }
 
@@ -719,7 +751,7 @@ static int take_sock_error(struct us_sock *s)
 static void after_read(struct us_sock *s)
 {
 	refresh(s);
-	flush_now(s->st);
+	flush_soon(s->st);
 }
 
 ssize_t us_tcp_read(struct us_sock *s, void *buf, size_t len)
@@ -733,7 +765,6 @@ ssize_t us_tcp_read(struct us_sock *s, void *buf, size_t len)
 	else if (s->claim_seq)
 		r = -EAGAIN;
 	else {
-		touch_clock(st);
 		r = tcp_recv(s->tcp, buf, len);
 		if (r != -EAGAIN)
 			after_read(s);
@@ -762,7 +793,6 @@ int us_tcp_consume(struct us_sock *s, size_t n)
 {
 	TCP_SOCK_CHECK(s);
 	pthread_mutex_lock(&s->st->lock);
-	touch_clock(s->st);
 	tcp_recv_consume(s->tcp, n);
 	after_read(s);
 	pthread_mutex_unlock(&s->st->lock);
@@ -776,7 +806,6 @@ static ssize_t write_locked(struct us_sock *s, const struct us_iov *iov, int n, 
 		return take_sock_error(s);
 	if (s->claim_seq)
 		return -EAGAIN;
-	touch_clock(st);
 	ssize_t total = 0, r = 0;
 	size_t want = 0;
 	for (int i = 0; i < n; i++) {
@@ -792,8 +821,10 @@ static ssize_t write_locked(struct us_sock *s, const struct us_iov *iov, int n, 
 	}
 	if ((size_t)total < want && (r >= 0 || r == -EAGAIN))
 		wblock(s);
-	if (!(flags & US_MSG_MORE))
+	if (!(flags & US_MSG_MORE)) {
+		touch_clock(st);
 		flush_now(st);
+	}
 	refresh(s);
 	return total ? total : (r < 0 ? r : 0);
 }
@@ -843,9 +874,8 @@ int us_tcp_shutdown(struct us_sock *s, int how)
 {
 	TCP_SOCK_CHECK(s);
 	pthread_mutex_lock(&s->st->lock);
-	touch_clock(s->st);
 	int r = s->claim_seq ? -ENOTCONN : tcp_shutdown(s->tcp, how);
-	flush_now(s->st);
+	flush_soon(s->st);
 	refresh(s);
 	pthread_mutex_unlock(&s->st->lock);
 	return r;
@@ -872,11 +902,10 @@ static void unlink_tcp(struct us_sock *s)
 void us_tcp_close_locked(struct us_sock *s)
 {
 	struct us_stack *st = s->st;
-	touch_clock(st);
 	struct tcp_sock *ts = s->tcp;
 	unlink_tcp(s);
 	tcp_close(ts);
-	flush_now(st);
+	flush_soon(st);                        /* the FIN rides on the last data */
 	us_sock_release(s);
 }
 
@@ -885,11 +914,10 @@ int us_tcp_abort(struct us_sock *s)
 	TCP_SOCK_CHECK(s);
 	struct us_stack *st = s->st;
 	pthread_mutex_lock(&st->lock);
-	touch_clock(st);
 	struct tcp_sock *ts = s->tcp;
 	unlink_tcp(s);
 	tcp_abort(ts);
-	flush_now(st);
+	flush_soon(st);
 	us_sock_release(s);
 	pthread_cond_broadcast(&st->cond);
 	pthread_mutex_unlock(&st->lock);
@@ -920,12 +948,11 @@ int us_tcp_setsockopt(struct us_sock *s, int opt, int val)
 	if (o < 0 || o == TCP_OPT_ERROR)
 		return -ENOPROTOOPT;
 	pthread_mutex_lock(&s->st->lock);
-	touch_clock(s->st);
 	int r = tcp_setopt(s->tcp, o, val);
-	/* What Nagle held goes at the next flush: the next us_wait for an application driving the
-	 * stack, at once when a driver thread may be asleep. */
-	if (!r && o == TCP_OPT_NODELAY && val && s->st->driver_running)
-		flush_now(s->st);
+	/* What Nagle held goes at the next flush (keepalive timers restart from the last segment
+	 * received: no clock needed). */
+	if (!r && o == TCP_OPT_NODELAY && val)
+		flush_soon(s->st);
 	pthread_mutex_unlock(&s->st->lock);
 	return r;
 }

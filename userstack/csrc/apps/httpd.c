@@ -18,8 +18,8 @@
  *
  * Run to completion: net_wait batches readiness. On the user stack each ready connection's bytes
  * are parsed in place in the stack's receive buffer (us_tcp_peek) and consumed after the whole
- * batch (consuming flushes the stack's TX: deferred, one flush sends every response of the
- * batch); on kernel sockets they are read into one shared buffer. Every complete request is
+ * batch (the stack sends everything the batch queued, responses, FINs, window updates, at the
+ * next net_wait, one TX kick); on kernel sockets they are read into one shared buffer. Every complete request is
  * answered into a gather list written once per read: the canned fixed-body responses are never
  * copied on kernel sockets, and copied once, into the send buffer, on the user stack. Partial
  * requests and output the transport did not take are kept per connection; while output is
@@ -442,9 +442,8 @@ static size_t process(struct conn *k, const char *buf, size_t len)
 	return off;
 }
 
-/* On the user stack, consuming received bytes flushes the stack's pending output at once (a
- * window update may be due). Consuming after the whole batch lets one flush, one TX kick, carry
- * every response of the batch. */
+/* On the user stack, consuming received bytes only queues a window update when one is due: the
+ * next net_wait sends it with every response of the batch (api.h, "Sending"). */
 static void consume_now(struct conn *k)
 {
 	if (!k->unconsumed)
