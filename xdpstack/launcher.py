@@ -162,6 +162,7 @@ class Launch:
                      "HOME": user.home, "USER": user.name, "LOGNAME": user.name,
                      "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
         as_other = user.uid != os.getuid()
+        self.user = user                    # before the agent: CMD may claim a port at once
         try:
             self.child = subprocess.Popen(
                 cmd, env=child_env, pass_fds=[*self.xsks.pass_fds, stack_end.fileno()],
@@ -175,7 +176,6 @@ class Launch:
         # The agent starts after the fork (no threads while preexec_fn runs); it inherits our netns.
         self.agent = agent.StackAgent(ours, nic_index, claim=self._claim_ephemeral, release=self._release)
         self.undo.callback(self.agent.close)
-        self.user = user
         self._write_status(first=True)
 
     # -- ephemeral ports for active opens (TCP connect) ---------------------------------------------
