@@ -27,7 +27,7 @@ def positive(d: dict, keys: tuple[str, ...], where: str):
 def assert_clean(bpffs_before: str | None):
     assert not any(n.startswith("xst") for n in leftover_namespaces())
     assert os.environ.get("XDPSTACK_BPFFS") == bpffs_before          # the private root was given back
-    assert not [p for p in os.listdir("/sys/fs/bpf") if p.startswith("xdpstack-bench-")]
+    assert not os.path.exists(f"/sys/fs/bpf/xdpstack-bench-{os.getpid()}")   # ours (others may run)
 
 
 def test_bench_http_shape_and_positive_figures():
@@ -77,6 +77,13 @@ def test_bench_tcp_shape_and_positive_figures():
         assert c["p99_us"] >= c["p50_us"]
         if n != "kernel":
             positive(c, ("p50_ratio_vs_kernel", "p99_ratio_vs_kernel"), f"rr.{n}")
-    assert {"throughput_met", "p50_rtt_met", "kernel_traffic_met"} <= set(r["targets"])
+    assert set(r["rr_multistack"]) == {"userstack_both_busy_poll", "kernel"}     # MultiStack's comparison
+    for n, c in r["rr_multistack"].items():
+        positive(c, ("p50_us", "p99_us", "rounds_per_run"), f"rr_multistack.{n}")
+    positive(r["rr_multistack"]["userstack_both_busy_poll"], ("p50_ratio_vs_kernel", "p99_ratio_vs_kernel"),
+             "rr_multistack")
+    assert {"throughput_met", "p50_rtt_met", "kernel_traffic_met", "p50_rtt_multistack_met",
+            "p50_rtt_ratio_vs_kernel_multistack"} <= set(r["targets"])
+    assert "user stack <-> user stack" in tcp.format_text(r)
     text = tcp.format_text(r)
     assert "bulk" in text and "busy poll" in text and "trivial XDP" in text

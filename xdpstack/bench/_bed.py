@@ -136,6 +136,7 @@ class Bed:
     def __init__(self, attach: bool = True):
         self.attach = attach
         self.undo = contextlib.ExitStack()
+        self.demux_on: set[str] = set()
         self.tb: Testbed | None = None
         self.bpffs = f"/sys/fs/bpf/xdpstack-bench-{os.getpid()}"
 
@@ -165,16 +166,25 @@ class Bed:
         if self.attach:
             self.attach_demux()
 
-    # -- XDP on the dut veth -------------------------------------------------------------------------
-    def attach_demux(self):
-        with netlink.netns(self.tb.dut.ns):
-            loader.attach(self.tb.dut.ifname)
-        self.demux_attached = True
+    # -- XDP on the dut veth (and on the peer's, for user-level stacks on both ends) -----------------
+    def host(self, name: str):
+        return self.tb.dut if name == "dut" else self.tb.peer
 
-    def detach_demux(self):
-        with netlink.netns(self.tb.dut.ns):
-            loader.detach(self.tb.dut.ifname)
-        self.demux_attached = False
+    def attach_demux(self, host: str = "dut"):
+        h = self.host(host)
+        with netlink.netns(h.ns):
+            loader.attach(h.ifname)
+        self.demux_on.add(host)
+
+    def detach_demux(self, host: str = "dut"):
+        h = self.host(host)
+        with netlink.netns(h.ns):
+            loader.detach(h.ifname)
+        self.demux_on.discard(host)
+
+    @property
+    def demux_attached(self) -> bool:
+        return "dut" in self.demux_on
 
     def attach_trivial(self):
         """A `return XDP_PASS;` program on the dut veth (native mode): the price of any XDP program."""
@@ -191,33 +201,37 @@ class Bed:
             libbpf.xdp_attach(self.tb.dut.ifindex, -1, libbpf.XDP_FLAGS_DRV_MODE)
         self.trivial_attached = False
 
-    demux_attached = trivial_attached = False
+    trivial_attached = False
 
     def _cleanup_xdp(self):
         if self.trivial_attached:
             with contextlib.suppress(Exception):
                 self.detach_trivial()
-        if self.demux_attached:
-            with netlink.netns(self.tb.dut.ns), contextlib.suppress(Exception):
-                loader.detach(self.tb.dut.ifname, force=True)
+        for host in list(self.demux_on):
+            h = self.host(host)
+            with netlink.netns(h.ns), contextlib.suppress(Exception):
+                loader.detach(h.ifname, force=True)
 
     def __exit__(self, *exc):
         self.undo.close()
 
     # -- processes -----------------------------------------------------------------------------------
-    def launch(self, cmd: list[str], tcp: list[int], env: dict[str, str] | None = None):
-        """CMD on its own user-level stack on the dut veth (the launcher, in-process); stopped (and
-        everything the launcher built undone) when the bed goes down, or earlier with stop()."""
+    def launch(self, cmd: list[str], tcp: list[int], env: dict[str, str] | None = None, host: str = "dut"):
+        """CMD on its own user-level stack on the host's veth (what `xdpstack --netns NS run` does,
+        in-process; the demux must be attached there); stopped (and everything the launcher built
+        undone) when the bed goes down, or earlier with close_launch()."""
         from xdpstack.launcher import Launch, RunSpec
-        spec = RunSpec(ifname=self.tb.dut.ifname, cmd=cmd, tcp=tcp, env=env or {})
-        with netlink.netns(self.tb.dut.ns):
+        h = self.host(host)
+        spec = RunSpec(ifname=h.ifname, cmd=cmd, tcp=tcp, env=env or {})
+        with netlink.netns(h.ns):
             launch = Launch(spec).start()
+        launch.bench_host = host
         self.undo.callback(self.close_launch, launch)
         return launch
 
     def close_launch(self, launch):
         """Stop the application and undo its stack now (again at the end: a no-op)."""
-        with netlink.netns(self.tb.dut.ns):
+        with netlink.netns(self.host(getattr(launch, "bench_host", "dut")).ns):
             launch.close()
 
     def popen(self, host: str, cmd: list[str], **kw) -> subprocess.Popen:

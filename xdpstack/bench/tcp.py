@@ -14,6 +14,12 @@ same testbed, and what attaching xdpstack costs the kernel's own traffic.
 - rr: a kernel client in the peer sends `rr_size` bytes and waits for them to come back, for
   `duration` (at most 1,000,000 rounds); p50/p99 round trip against the user-stack server (its
   stack sleeping in epoll when idle, and spinning with XDPSTACK_BUSY_POLL=1) and the kernel server.
+- rr_multistack (MultiStack's own comparison): the same request/response between two user-level
+  stacks, the demux attached to the peer's veth too and the client (userstack-tcpperf) on its own
+  stack there, as `xdpstack --netns PEER run` starts it (a stack claims at least one port: the
+  client's claims 5299 and connects from an ephemeral port); both stacks busy-poll, the server
+  pinned to one CPU and the client to the other. Baseline: the same client and server on kernel
+  sockets, pinned the same way, measured in the same phase (both veths attached).
 - kernel_traffic: iperf3 kernel-to-kernel both ways with nothing on the dut veth, with a trivial
   `return XDP_PASS` program (native mode), and with xdpstack's demux attached (no claims on the
   iperf3 port: the fallback path). Any XDP program on a veth costs its peer TSO, so the figure
@@ -27,6 +33,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
+import tempfile
 
 from xdpstack.bench._bed import (
     Bed,
@@ -41,11 +49,13 @@ from xdpstack.bench._bed import (
 )
 
 PORT_US, PORT_US_BUSY, PORT_KERNEL, PORT_IPERF = 5201, 5204, 5202, 5203
+PORT_CLIENT_CLAIM = 5299               # what the user-stack client's launch claims (it connects out)
 DIRECTIONS = ("to_dut", "from_dut")
 TARGET_THROUGHPUT_RATIO_VS_KERNEL = 1.0
 TARGET_P50_RTT_RATIO_VS_KERNEL = 0.5
 TARGET_RATIO_VS_TRIVIAL_XDP = 0.95        # "no more than any XDP program", within the noise
 MAX_RR_ROUNDS = 1_000_000
+MULTISTACK = ("userstack_both_busy_poll", "kernel")     # client and server: both user stacks, both kernel
 
 
 def _json_line(text: str) -> dict:
@@ -123,6 +133,25 @@ class Tools:
             return None
         return _json_line(r.stdout)
 
+    def rr_user_client(self, port: int, duration: float, count: int, size: int = 64) -> dict:
+        """The rr client on its own busy-polling stack in the peer namespace (the launcher there),
+        pinned to the client CPU, against the dut's server on port."""
+        with tempfile.NamedTemporaryFile("r", prefix="xdpstack-bench-rr-", suffix=".json") as out:
+            os.chmod(out.name, 0o666)
+            cmd = ["sh", "-c", f"exec {' '.join(self.pin('client'))} {self.tcpperf} --connect "
+                               f"{self.addr}:{port} --mode rr --size {size} --count {count} "
+                               f"--duration {duration} >{out.name} 2>&1"]
+            launch = self.bed.launch(cmd, tcp=[PORT_CLIENT_CLAIM], env={"XDPSTACK_BUSY_POLL": "1"},
+                                     host="peer")
+            try:
+                rc = launch.child.wait(timeout=duration + 60)
+            finally:
+                self.bed.close_launch(launch)
+            text = out.read()
+        if rc != 0:
+            raise BenchError(f"rr from the peer's user stack to port {port} failed: {text.strip()[-300:]}")
+        return _json_line(text)
+
     def iperf(self, direction: str, duration: float) -> float:
         """Gbit/s of kernel iperf3, peer client to the dut server (-R: the dut sends)."""
         argv = [*self.pin("client"), "iperf3", "-c", self.addr, "-p", str(PORT_IPERF), "-t", str(duration),
@@ -141,7 +170,8 @@ class Tools:
 
 
 def run(duration: float = 5, rounds: int = 3, rr_size: int = 64, busy_poll: bool = True,
-        kernel_traffic: bool = True, server_cpu: int | None = None, client_cpu: int | None = None) -> dict:
+        kernel_traffic: bool = True, server_cpu: int | None = None, client_cpu: int | None = None,
+        multistack: bool = True) -> dict:
     """Measure; see the module doc. Bounded: a fixed number of runs of `duration` seconds each
     (rounded up to whole seconds: iperf3 takes no fractions)."""
     if duration <= 0 or rounds < 1 or not 1 <= rr_size <= 65536:
@@ -157,6 +187,7 @@ def run(duration: float = 5, rounds: int = 3, rr_size: int = 64, busy_poll: bool
     bulk = {n: {d: [] for d in DIRECTIONS} for n in stacks}
     iperf_attached = {d: [] for d in DIRECTIONS}
     rr = {n: [] for n in rr_servers}
+    ms = {n: [] for n in MULTISTACK}
     states = ("no_xdp", "trivial_xdp", "xdpstack")
     kt = {s: {d: [] for d in DIRECTIONS} for s in states}
     count = min(MAX_RR_ROUNDS, int(duration * 200_000))
@@ -176,6 +207,23 @@ def run(duration: float = 5, rounds: int = 3, rr_size: int = 64, busy_poll: bool
                 finally:
                     if n == "userstack_busy_poll":
                         tools.pause(n)
+        if multistack and busy_poll:
+            # The peer's veth gets the demux only now: attached, it costs the dut veth its TSO,
+            # which the figures above must not pay.
+            bed.attach_demux("peer")
+            try:
+                for rnd in range(rounds):
+                    for n in (MULTISTACK if rnd % 2 == 0 else MULTISTACK[::-1]):
+                        if n == "kernel":
+                            ms[n].append(tools.rr(PORT_KERNEL, duration, count, rr_size))
+                            continue
+                        tools.resume("userstack_busy_poll")
+                        try:
+                            ms[n].append(tools.rr_user_client(PORT_US_BUSY, duration, count, rr_size))
+                        finally:
+                            tools.pause("userstack_busy_poll")
+            finally:
+                bed.detach_demux("peer")
         if kernel_traffic:
             # the stacks' claims would keep the demux attached: stop them first
             for launch in tools.launches.values():
@@ -199,10 +247,26 @@ def run(duration: float = 5, rounds: int = 3, rr_size: int = 64, busy_poll: bool
                         elif s == "xdpstack":
                             bed.detach_demux()
     return summarize(bulk, iperf_attached, rr, kt if kernel_traffic else None, duration, rounds, rr_size,
-                     cpus)
+                     cpus, ms if multistack and busy_poll else None)
 
 
-def summarize(bulk, iperf_attached, rr, kt, duration, rounds, rr_size, cpus) -> dict:
+def _rr_cells(runs: dict, rr_size: int, baseline: str = "kernel") -> dict:
+    """p50/p90/p99/min/mean medians per server; p50/p99 ratios against the baseline's runs."""
+    k50 = [r["rtt_us"]["p50"] for r in runs[baseline]]
+    k99 = [r["rtt_us"]["p99"] for r in runs[baseline]]
+    out = {}
+    for n, rs in runs.items():
+        cell = {"size": rr_size, "rounds_per_run": round(median(r["rounds"] for r in rs))}
+        for p in ("p50", "p90", "p99", "min", "mean"):
+            cell[f"{p}_us"] = round(median(r["rtt_us"][p] for r in rs), 2)
+        if n != baseline:
+            cell["p50_ratio_vs_kernel"] = median_ratio([r["rtt_us"]["p50"] for r in rs], k50)
+            cell["p99_ratio_vs_kernel"] = median_ratio([r["rtt_us"]["p99"] for r in rs], k99)
+        out[n] = cell
+    return out
+
+
+def summarize(bulk, iperf_attached, rr, kt, duration, rounds, rr_size, cpus, ms=None) -> dict:
     out: dict = {"duration_s": duration, "rounds": rounds, "server_cpu": cpus[0], "client_cpu": cpus[1],
                  "bulk": {}, "rr": {}}
     for d in DIRECTIONS:
@@ -217,16 +281,9 @@ def summarize(bulk, iperf_attached, rr, kt, duration, rounds, rr_size, cpus) -> 
         cell["userstack"]["ratio_vs_kernel"] = median_ratio(us, [r["gbit_per_s"] for r in bulk["kernel"][d]])
         cell["userstack"]["ratio_vs_iperf3_kernel"] = median_ratio(us, iperf_attached[d])
         out["bulk"][d] = cell
-    k50 = [r["rtt_us"]["p50"] for r in rr["kernel"]]
-    k99 = [r["rtt_us"]["p99"] for r in rr["kernel"]]
-    for n, runs in rr.items():
-        cell = {"size": rr_size, "rounds_per_run": round(median(r["rounds"] for r in runs))}
-        for p in ("p50", "p90", "p99", "min", "mean"):
-            cell[f"{p}_us"] = round(median(r["rtt_us"][p] for r in runs), 2)
-        if n != "kernel":
-            cell["p50_ratio_vs_kernel"] = median_ratio([r["rtt_us"]["p50"] for r in runs], k50)
-            cell["p99_ratio_vs_kernel"] = median_ratio([r["rtt_us"]["p99"] for r in runs], k99)
-        out["rr"][n] = cell
+    out["rr"] = _rr_cells(rr, rr_size)
+    if ms is not None:
+        out["rr_multistack"] = _rr_cells(ms, rr_size)
     if kt is not None:
         out["kernel_traffic"] = {}
         for d in DIRECTIONS:
@@ -245,6 +302,10 @@ def summarize(bulk, iperf_attached, rr, kt, duration, rounds, rr_size, cpus) -> 
     t["p50_rtt_met"] = r["p50_ratio_vs_kernel"] <= TARGET_P50_RTT_RATIO_VS_KERNEL
     if "userstack_busy_poll" in out["rr"]:
         t["p50_rtt_ratio_vs_kernel_busy_poll"] = out["rr"]["userstack_busy_poll"]["p50_ratio_vs_kernel"]
+    if "rr_multistack" in out:
+        m = out["rr_multistack"]["userstack_both_busy_poll"]["p50_ratio_vs_kernel"]
+        t["p50_rtt_ratio_vs_kernel_multistack"] = m
+        t["p50_rtt_multistack_met"] = m <= TARGET_P50_RTT_RATIO_VS_KERNEL
     if kt is not None:
         t["min_ratio_vs_trivial_xdp"] = TARGET_RATIO_VS_TRIVIAL_XDP
         t["kernel_traffic_ratio_vs_trivial_xdp"] = {
@@ -275,6 +336,13 @@ def format_text(result: dict) -> str:
     for n, c in r["rr"].items():
         ratio = f"{c['p50_ratio_vs_kernel']:.2f}x" if "p50_ratio_vs_kernel" in c else ""
         lines.append(f"  {names[n]:<28}{c['p50_us']:>8.1f}{c['p99_us']:>9.1f}{c['mean_us']:>9.1f}{ratio:>15}")
+    if "rr_multistack" in r:
+        lines.append("  MultiStack: client and server on their own stacks (busy poll), each on its CPU")
+        ms_names = {"userstack_both_busy_poll": "user stack <-> user stack", "kernel": "kernel <-> kernel"}
+        for n, c in r["rr_multistack"].items():
+            ratio = f"{c['p50_ratio_vs_kernel']:.2f}x" if "p50_ratio_vs_kernel" in c else ""
+            lines.append(f"  {ms_names[n]:<28}{c['p50_us']:>8.1f}{c['p99_us']:>9.1f}{c['mean_us']:>9.1f}"
+                         f"{ratio:>15}")
     if "kernel_traffic" in r:
         lines.append("kernel iperf3 through the dut veth (Gbit/s)  nothing  trivial XDP  xdpstack"
                      "  vs trivial")
@@ -289,6 +357,9 @@ def format_text(result: dict) -> str:
           f"{_met(t['p50_rtt_met'])}")
     if "p50_rtt_ratio_vs_kernel_busy_poll" in t:
         tl += f"; busy poll {t['p50_rtt_ratio_vs_kernel_busy_poll']:.2f}x"
+    if "p50_rtt_ratio_vs_kernel_multistack" in t:
+        tl += (f"; user stack to user stack {t['p50_rtt_ratio_vs_kernel_multistack']:.2f}x: "
+               f"{_met(t['p50_rtt_multistack_met'])}")
     tl += ")"
     if "kernel_traffic_met" in t:
         tl += (f"; kernel traffic with xdpstack >= {t['min_ratio_vs_trivial_xdp']}x trivial XDP "
