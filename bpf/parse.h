@@ -167,13 +167,17 @@ static __always_inline int xs_parse_ipv6(void *data, void *data_end, __u32 off, 
 	return xs_parse_l4(data, data_end, l4, end, nh, pkt, dir);
 }
 
-/* Parse a frame into pkt (proto, family, port, addr of direction dir). Returns XS_PARSE_*. */
-static __always_inline int xs_parse(void *data, void *data_end, struct xs_pkt *pkt, int dir)
+/* Parse a frame into pkt (proto, family, port, addr of direction dir). Returns XS_PARSE_*.
+ * Headers are read between data and data_end; len is the whole frame's length, which the IP
+ * length fields are checked against (an skb's payload may continue beyond its linear part), and
+ * tags the VLAN tags already taken out of the frame (an skb's outer tag, moved into its metadata
+ * by the kernel before TC ingress): they count against XS_VLAN_MAX like tags in the frame. */
+static __always_inline int xs_parse_frame(void *data, void *data_end, __u64 len, __u32 tags,
+					  struct xs_pkt *pkt, int dir)
 {
 	struct xs_eth_hdr *eth = data;
 	if ((void *)(eth + 1) > data_end)
 		return XS_PARSE_MALFORMED;
-	__u64 len = data_end - data;
 	__be16 proto = eth->proto;
 	/* Untagged IP first, with constant offsets: the common case, and the cheapest. */
 	if (proto == bpf_htons(ETH_P_IP))
@@ -192,11 +196,19 @@ static __always_inline int xs_parse(void *data, void *data_end, struct xs_pkt *p
 		proto = vh->proto;
 		off += sizeof(*vh);
 	}
+	if (tags + (off - sizeof(*eth)) / sizeof(struct xs_vlan_hdr) > XS_VLAN_MAX)
+		return XS_PARSE_TOO_DEEP;
 	if (proto == bpf_htons(ETH_P_IP))
 		return xs_parse_ipv4(data, data_end, off, len, pkt, dir);
 	if (proto == bpf_htons(ETH_P_IPV6))
 		return xs_parse_ipv6(data, data_end, off, len, pkt, dir);
 	return xs_is_vlan(proto) ? XS_PARSE_TOO_DEEP : XS_PARSE_NOT_IP;
+}
+
+/* An XDP frame: all of it lies between data and data_end, every tag still in it. */
+static __always_inline int xs_parse(void *data, void *data_end, struct xs_pkt *pkt, int dir)
+{
+	return xs_parse_frame(data, data_end, data_end - data, 0, pkt, dir);
 }
 
 /* The claims key of a parsed frame: (proto, family, port, address; zero beyond IPv4's 4 bytes). */

@@ -1,7 +1,8 @@
 /* xdpstack.bpf.c: the one compilation unit of the kernel side, so that the NIC program and the
  * port programs share the maps of a single bcc object. The control plane compiles it with
  *   BPF(src_file="bpf/xdpstack.bpf.c", cflags=["-I<bpf dir>", "-Wall"])
- * and loads xdp_demux (the NIC), xdp_port_rx (a port's inner end), xdp_port_tx (its outer end).
+ * and loads xdp_demux (the NIC) and xdp_port_rx (a port's inner end) as XDP programs, tc_port_tx
+ * (its outer end, clsact ingress) as a TC classifier (SCHED_CLS).
  *
  * bcc rewrites map calls and exports programs only in this, its main file. So this file holds the
  * one-line map accessors that parse.h, demux.c and port.c use, and the program entry points;
@@ -69,7 +70,7 @@ int xdp_port_rx(struct xdp_md *ctx)
 	return xs_port_rx(ctx);
 }
 
-int xdp_port_tx(struct xdp_md *ctx)
+int tc_port_tx(struct __sk_buff *skb)
 {
-	return xs_port_tx(ctx);
+	return xs_port_tx_tc(skb);
 }

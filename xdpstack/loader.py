@@ -5,10 +5,11 @@
 
 The pinned objects are the state; this process may exit right after attaching:
 
-    $XDPSTACK_BPFFS/IFACE/prog       xdp_demux, the program attached to IFACE
-    $XDPSTACK_BPFFS/IFACE/port_rx    xdp_port_rx, xdp_port_tx: loaded, not attached (the launcher
-    $XDPSTACK_BPFFS/IFACE/port_tx    attaches them to a stack's virtual port from these pins)
-    $XDPSTACK_BPFFS/IFACE/<map>      every map of bpf/maps.h
+    $XDPSTACK_BPFFS/IFACE/prog        xdp_demux, the program attached to IFACE
+    $XDPSTACK_BPFFS/IFACE/port_rx     xdp_port_rx (XDP) and tc_port_tx (TC, SCHED_CLS): loaded, not
+    $XDPSTACK_BPFFS/IFACE/port_tx_tc  attached (the launcher attaches them to a stack's virtual port
+                                      from these pins: XDP on the inner end, clsact ingress on the outer)
+    $XDPSTACK_BPFFS/IFACE/<map>       every map of bpf/maps.h
 
 The root defaults to /sys/fs/bpf/xdpstack; bpffs is mounted at /sys/fs/bpf when missing.
 "xdpstack's own program" means: the program attached to IFACE is the one pinned at .../IFACE/prog.
@@ -45,7 +46,9 @@ from xdpstack.layout import BPF_DIR, ffi
 from xdpstack.maps import MAP_NAMES, PinnedMap
 
 SOURCE = BPF_DIR / "xdpstack.bpf.c"
-PROGRAMS = {"prog": "xdp_demux", "port_rx": "xdp_port_rx", "port_tx": "xdp_port_tx"}
+# pin name -> (function, program type): "xdp" or "sched_cls" (TC)
+PROGRAMS = {"prog": ("xdp_demux", "xdp"), "port_rx": ("xdp_port_rx", "xdp"),
+            "port_tx_tc": ("tc_port_tx", "sched_cls")}
 MODES = ("auto", "native", "generic")
 MODE_FLAGS = {"native": libbpf.XDP_FLAGS_DRV_MODE, "generic": libbpf.XDP_FLAGS_SKB_MODE}
 
@@ -76,7 +79,8 @@ class Loaded:
         except Exception as e:
             raise CompileError(f"{src} does not compile ({e}); the compiler's messages are above") from None
         try:
-            self.progs = {pin: self.bpf.load_func(fn, BPF.XDP).fd for pin, fn in PROGRAMS.items()}
+            types = {"xdp": BPF.XDP, "sched_cls": BPF.SCHED_CLS}
+            self.progs = {pin: self.bpf.load_func(fn, types[t]).fd for pin, (fn, t) in PROGRAMS.items()}
         except Exception as e:
             self.close()
             raise CompileError(f"{src}: the kernel refused a program ({e}); "

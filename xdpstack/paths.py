@@ -6,7 +6,7 @@ from pathlib import Path
 
 DEFAULT_BPFFS = "/sys/fs/bpf/xdpstack"
 RUN_DIR = Path("/run/xdpstack")
-PROG_PINS = ("prog", "port_rx", "port_tx")       # pin name of xdp_demux, xdp_port_rx, xdp_port_tx
+PROG_PINS = ("prog", "port_rx", "port_tx_tc")    # pin name of xdp_demux, xdp_port_rx, tc_port_tx
 
 
 def bpffs_root() -> Path:

@@ -1,12 +1,20 @@
 """A stack's virtual port: the veth pair that isolates one user-level stack on an interface.
 
     NIC --xdp_demux--> ports[stack] = outer --veth--> inner --xdp_port_rx--> the stack's AF_XDP sockets
-    NIC <--bpf_redirect-- outer: xdp_port_tx (egress guard) <--veth-- inner <-- the stack transmits
+    NIC <--bpf_redirect-- outer: tc_port_tx (egress guard) <--veth-- inner <-- the stack transmits
 
 Each stack binds its own UMEM on its own inner device, so stacks never share a UMEM (the kernel
 allows one UMEM per device queue), and every frame a stack sends passes the guard, which lets out
 only frames from the stack's own 3-tuples. Both ends live in the NIC's network namespace, carry no
 address (IPv6 off, so the kernel sends nothing through them), and take the NIC's MTU.
+
+The guard is a TC classifier in direct-action mode on a clsact qdisc at the outer end's ingress
+(netlink, like `tc filter add dev O ingress bpf da pinned .../port_tx_tc`), not XDP: it takes the
+skb AF_XDP's copy-mode transmit built as it is, where native XDP on a veth would copy the frame
+into a new page, and a redirect would turn it into an xdp_frame and the NIC's peer back into an
+skb. clsact rather than tcx (BPF_LINK_CREATE, kernel 6.6+): it works on Debian 12's own 6.1
+kernel too, and the filter belongs to the device, so it lives exactly as long as the port (no link
+fd to hold in the launcher, no link pin to clean up after a launcher killed with SIGKILL).
 """
 from __future__ import annotations
 
@@ -18,10 +26,12 @@ from dataclasses import dataclass
 from pyroute2 import IPRoute
 
 from xdpstack import libbpf, paths
+from xdpstack.errors import XdpstackError
 from xdpstack.layout import CONST, ffi
 from xdpstack.maps import open_map
 
 NATIVE = libbpf.XDP_FLAGS_DRV_MODE
+TC_INGRESS = 0xFFFFFFF2                # clsact's ingress hook (TC_H_CLSACT:TC_H_MIN_INGRESS)
 
 
 @dataclass
@@ -59,13 +69,12 @@ def create(nic: str, nic_index: int, stack: int, queues: int, mtu: int) -> Port:
                         queues)
             for name in (outer, inner):
                 _disable_ipv6(name)
-            pins = paths.pin_dir(nic)
-            for pin, idx in (("port_rx", port.inner_index), ("port_tx", port.outer_index)):
-                fd = libbpf.obj_get(str(pins / pin))
-                try:
-                    libbpf.xdp_attach(idx, fd, NATIVE)
-                finally:
-                    os.close(fd)
+            with _pinned_prog(nic, "port_rx") as fd:
+                libbpf.xdp_attach(port.inner_index, fd, NATIVE)
+            with _pinned_prog(nic, "port_tx_tc") as fd:
+                ipr.tc("add", "clsact", port.outer_index)
+                ipr.tc("add-filter", "bpf", port.outer_index, ":1", parent=TC_INGRESS, fd=fd,
+                       name="tc_port_tx", direct_action=True)
             with open_map(nic, "port_of") as port_of:
                 for idx, role in ((port.inner_index, CONST["XS_PORT_INNER"]),
                                   (port.outer_index, CONST["XS_PORT_OUTER"])):
@@ -80,6 +89,20 @@ def create(nic: str, nic_index: int, stack: int, queues: int, mtu: int) -> Port:
             _forget(nic, stack, None)
             raise
     return port
+
+
+@contextlib.contextmanager
+def _pinned_prog(nic: str, pin: str):
+    path = paths.pin_dir(nic) / pin
+    try:
+        fd = libbpf.obj_get(str(path))
+    except FileNotFoundError:
+        raise XdpstackError(f"{path} is missing: {nic} was attached by an older xdpstack; "
+                            f"`xdpstack detach {nic}` and attach it again") from None
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 def _forget(nic: str, stack: int, indexes: tuple[int, int] | None):

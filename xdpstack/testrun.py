@@ -1,10 +1,13 @@
-"""BPF_PROG_TEST_RUN for XDP programs, and the compiled xdpstack object for tests and benchmarks.
+"""BPF_PROG_TEST_RUN for XDP and TC programs, and the compiled xdpstack object for tests and
+benchmarks.
 
-`run(prog_fd, frame)` executes a loaded XDP program on a crafted frame through libbpf's
-`bpf_prog_test_run_opts` (ctypes on libbpf.so.1) and returns (retval, duration_ns, data_out).
-A redirect is only decided there, not executed: retval is XDP_REDIRECT. With `live=True`
-(BPF_F_TEST_XDP_LIVE_FRAMES) the kernel executes the verdicts for real on the device
-`ifindex`, which makes it a packet generator.
+`run(prog_fd, frame)` executes a loaded XDP or TC (SCHED_CLS) program on a crafted frame through
+libbpf's `bpf_prog_test_run_opts` (ctypes on libbpf.so.1) and returns (retval, duration_ns,
+data_out). A redirect is only decided there, not executed: retval is XDP_REDIRECT, or
+TC_ACT_REDIRECT for TC. A TC program gets the frame as the data of an skb (from its Ethernet
+header, as at clsact ingress), on device `ifindex`. With `live=True` (XDP only,
+BPF_F_TEST_XDP_LIVE_FRAMES) the kernel executes the verdicts for real on the device `ifindex`,
+which makes it a packet generator.
 
 The ifindex is looked up in the calling thread's network namespace: `netns=` enters a namespace
 (a path such as /run/netns/NAME) for the call only, on this thread.
@@ -19,16 +22,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from xdpstack import layout
+from xdpstack import layout, libbpf
 from xdpstack.layout import BPF_DIR
 
 XDP_ABORTED, XDP_DROP, XDP_PASS, XDP_TX, XDP_REDIRECT = range(5)
 ACTIONS = {XDP_ABORTED: "XDP_ABORTED", XDP_DROP: "XDP_DROP", XDP_PASS: "XDP_PASS", XDP_TX: "XDP_TX",
            XDP_REDIRECT: "XDP_REDIRECT"}
+TC_ACT_OK, TC_ACT_SHOT, TC_ACT_REDIRECT = 0, 2, 7
 BPF_F_TEST_XDP_LIVE_FRAMES = 2
-BPF_PROG_TYPE_XDP = 6
+BPF_PROG_TYPE_SCHED_CLS, BPF_PROG_TYPE_XDP = 3, 6
 CLONE_NEWNET = 0x40000000
-PROGRAMS = ("xdp_demux", "xdp_port_rx", "xdp_port_tx")
+PROGRAMS = {"xdp_demux": "xdp", "xdp_port_rx": "xdp", "tc_port_tx": "sched_cls"}   # name -> type
 SOURCE = BPF_DIR / "xdpstack.bpf.c"
 
 
@@ -48,6 +52,21 @@ class XdpMd(ctypes.Structure):
     _fields_ = [("data", ctypes.c_uint32), ("data_end", ctypes.c_uint32), ("data_meta", ctypes.c_uint32),
                 ("ingress_ifindex", ctypes.c_uint32), ("rx_queue_index", ctypes.c_uint32),
                 ("egress_ifindex", ctypes.c_uint32)]
+
+
+class SkBuff(ctypes.Structure):
+    """The start of struct __sk_buff, the TC context, up to gso_segs: a test-run takes mark,
+    priority, ingress_ifindex, ifindex (the device, which must exist), cb, tstamp, wire_len and
+    gso_segs from it; everything else must stay zero."""
+    _u32, _u64 = ctypes.c_uint32, ctypes.c_uint64
+    _fields_ = [("len", _u32), ("pkt_type", _u32), ("mark", _u32), ("queue_mapping", _u32),
+                ("protocol", _u32), ("vlan_present", _u32), ("vlan_tci", _u32), ("vlan_proto", _u32),
+                ("priority", _u32), ("ingress_ifindex", _u32), ("ifindex", _u32), ("tc_index", _u32),
+                ("cb", _u32 * 5), ("hash", _u32), ("tc_classid", _u32), ("data", _u32), ("data_end", _u32),
+                ("napi_id", _u32), ("family", _u32), ("remote_ip4", _u32), ("local_ip4", _u32),
+                ("remote_ip6", _u32 * 4), ("local_ip6", _u32 * 4), ("remote_port", _u32),
+                ("local_port", _u32), ("data_meta", _u32), ("flow_keys", _u64), ("tstamp", _u64),
+                ("wire_len", _u32), ("gso_segs", _u32)]
 
 
 class _LoadOpts(ctypes.Structure):
@@ -94,12 +113,28 @@ def in_netns(path: str | os.PathLike | None):
         os.close(back)
 
 
+def prog_type(prog_fd: int) -> int | None:
+    """BPF_PROG_TYPE_* of a loaded program (None for an fd that is none: the test-run says why)."""
+    try:
+        return libbpf.prog_info(prog_fd).type
+    except OSError:
+        return None
+
+
 def run(prog_fd: int, frame: bytes, repeat: int = 1, *, ifindex: int = 0, rx_queue: int = 0,
-        live: bool = False, batch_size: int = 0, netns: str | os.PathLike | None = None) -> Result:
-    """Run an XDP program on frame `repeat` times. ifindex/rx_queue fill the context (a queue
-    needs its device); live executes the verdicts on that device (ifindex required)."""
+        live: bool = False, batch_size: int = 0, netns: str | os.PathLike | None = None,
+        gso_segs: int = 0) -> Result:
+    """Run an XDP or TC program on frame `repeat` times. ifindex/rx_queue fill the context (a
+    queue needs its device; TC has no RX queue); live executes an XDP program's verdicts on that
+    device (ifindex required). gso_segs (TC): the segments the skb stands for, as after GRO."""
     if live and not ifindex:
         raise ValueError("live frames need the ifindex of the device they enter on")
+    if prog_type(prog_fd) == BPF_PROG_TYPE_SCHED_CLS:
+        if live or rx_queue or batch_size:
+            raise ValueError("a TC program's test-run takes no live frames and no RX queue")
+        return _run_skb(prog_fd, frame, repeat, ifindex, netns, gso_segs)
+    if gso_segs:
+        raise ValueError("gso_segs is for TC programs")
     buf_in = ctypes.create_string_buffer(bytes(frame), len(frame))
     opts = _Opts(sz=ctypes.sizeof(_Opts), data_in=ctypes.addressof(buf_in), data_size_in=len(frame),
                  repeat=repeat)
@@ -122,6 +157,24 @@ def run(prog_fd: int, frame: bytes, repeat: int = 1, *, ifindex: int = 0, rx_que
         raise OSError(err, f"BPF_PROG_TEST_RUN: {os.strerror(err)}")
     out = b"" if buf_out is None else buf_out.raw[:opts.data_size_out]
     return Result(opts.retval, opts.duration, out)
+
+
+def _run_skb(prog_fd: int, frame: bytes, repeat: int, ifindex: int, netns, gso_segs: int) -> Result:
+    buf_in = ctypes.create_string_buffer(bytes(frame), len(frame))
+    buf_out = ctypes.create_string_buffer(len(frame) + 4096)
+    opts = _Opts(sz=ctypes.sizeof(_Opts), data_in=ctypes.addressof(buf_in), data_size_in=len(frame),
+                 data_out=ctypes.addressof(buf_out), data_size_out=len(buf_out), repeat=repeat)
+    # arrived on, and is at, ifindex (as at clsact ingress)
+    ctx = SkBuff(ifindex=ifindex, ingress_ifindex=ifindex, gso_segs=gso_segs)
+    if ifindex or gso_segs:
+        opts.ctx_in = ctypes.addressof(ctx)
+        opts.ctx_size_in = ctypes.sizeof(ctx)
+    with in_netns(netns):
+        rc = _libbpf.bpf_prog_test_run_opts(prog_fd, ctypes.byref(opts))
+    if rc != 0:
+        err = -rc if rc < 0 else ctypes.get_errno()
+        raise OSError(err, f"BPF_PROG_TEST_RUN: {os.strerror(err)}")
+    return Result(opts.retval, opts.duration, buf_out.raw[:opts.data_size_out])
 
 
 def load_trivial(action: int = XDP_PASS, name: str = "xdp_trivial") -> int:
@@ -238,7 +291,8 @@ def compile_object(cflags: tuple[str, ...] | list[str] = ()) -> Compiled:
     Nothing is attached or pinned: the maps are private to the returned object."""
     from bcc import BPF
     b = BPF(src_file=str(SOURCE).encode(), cflags=[f"-I{BPF_DIR}", "-Wall", *cflags])
-    return Compiled(b, {name: b.load_func(name.encode(), BPF.XDP).fd for name in PROGRAMS})
+    types = {"xdp": BPF.XDP, "sched_cls": BPF.SCHED_CLS}
+    return Compiled(b, {name: b.load_func(name.encode(), types[t]).fd for name, t in PROGRAMS.items()})
 
 
 def source_files() -> list[Path]:

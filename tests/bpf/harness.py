@@ -120,17 +120,17 @@ class Harness:
         s = {c[0] for c in self.state.claims.values()} | {p[0] for p in self.state.port_of.values()}
         return {x for x in s if x < ref.MAX_STACKS} | {0}
 
-    def _run(self, prog: str, frame: bytes, ifindex: int | None, rx_queue: int):
+    def _run(self, prog: str, frame: bytes, ifindex: int | None, rx_queue: int, **kw):
         """Run prog once; returns (retval, stats delta, {stack: stack_stats delta})."""
         stacks = sorted(self._stacks())
         before = self.obj.counters()
         sbefore = {s: self.obj.counters("stack_stats", s) for s in stacks}
         if ifindex is None and rx_queue == 0:
-            r = testrun.run(self.obj.progs[prog], frame)
+            r = testrun.run(self.obj.progs[prog], frame, **kw)
         else:
             q = self.qdev
             r = testrun.run(self.obj.progs[prog], frame, ifindex=ifindex or q.ifindex, rx_queue=rx_queue,
-                            netns=q.netns if ifindex in (None, q.ifindex) else None)
+                            netns=q.netns if ifindex in (None, q.ifindex) else None, **kw)
         assert r.data == frame, "the programs never change a frame"
         after = self.obj.counters()
         delta = {k: after[k] - before[k] for k in after}
@@ -165,27 +165,44 @@ class Harness:
                 assert reason == "pass_orphaned" and s == {**dict.fromkeys(s, 0), "orphaned": 1}, s
         return ref.Verdict(retval, reason, stack)
 
-    def port(self, prog: str, frame: bytes, ifindex: int | None = None, rx_queue: int = 0) -> ref.Verdict:
-        """Run xdp_port_rx or xdp_port_tx as arriving on ifindex (default: the queue device)."""
-        retval, d, sd = self._run(prog, frame, ifindex or self.qdev.ifindex, rx_queue)
+    def port(self, prog: str, frame: bytes, ifindex: int | None = None, rx_queue: int = 0,
+             gso_segs: int = 0) -> ref.Verdict:
+        """Run xdp_port_rx (XDP) or tc_port_tx (TC) as arriving on ifindex (default: the queue
+        device); the verdict as observed (XDP_* or TC_ACT_*). gso_segs (TC): the frames the skb
+        stands for, as GRO would have merged them; the guard counts each."""
+        kw = {"gso_segs": gso_segs} if gso_segs else {}
+        retval, d, sd = self._run(prog, frame, ifindex or self.qdev.ifindex, rx_queue, **kw)
+        segs = gso_segs or 1
         assert not any(d.values()), f"the port programs leave the NIC's stats alone: {d}"
         assert len(sd) <= 1, sd
+        tc = prog == "tc_port_tx"
+        drop, redirect = (ref.TC_ACT_SHOT, ref.TC_ACT_REDIRECT) if tc else (ref.XDP_DROP, ref.XDP_REDIRECT)
+        assert retval in (drop, redirect), f"{prog} drops or redirects, nothing else: {retval}"
         if not sd:
-            reason, stack = {ref.XDP_DROP: "unconfigured", ref.XDP_REDIRECT: "delivered"}[retval], None
-            if retval == ref.XDP_REDIRECT:
+            assert not (tc and retval == redirect), "a frame the guard lets out is counted"
+            reason, stack = {drop: "unconfigured", redirect: "delivered"}[retval], None
+            if retval == redirect:
                 p = self.state.port_of.get(ifindex or self.qdev.ifindex)
                 stack = p[0]
         else:
             (stack, s), = sd.items()
             moved = {k: v for k, v in s.items() if v}
-            if prog == "xdp_port_tx" and retval == ref.XDP_REDIRECT:
-                assert moved == {"tx_packets": 1, "tx_bytes": len(frame)}, moved
+            if tc and retval == redirect:
+                assert moved == {"tx_packets": segs, "tx_bytes": len(frame)}, moved
                 reason = "tx"
             else:
-                assert len(moved) == 1 and next(iter(moved.values())) == 1, moved
+                assert len(moved) == 1 and next(iter(moved.values())) == segs, moved
                 reason = next(iter(moved))
-                assert retval == ref.XDP_DROP, (retval, reason)
+                assert retval == drop, (retval, reason)
         return ref.Verdict(retval, reason, stack)
+
+
+def tc_runnable(frame: bytes) -> bool:
+    """Whether the kernel test-runs a TC program on frame: it refuses (EINVAL) a frame whose
+    EtherType says IPv4 or IPv6 but which is shorter than that header. The guard denies such a
+    frame as malformed; tests/e2e/test_port_guard.py sends one through a real port."""
+    et = int.from_bytes(frame[12:14], "big")
+    return len(frame) >= 14 + {0x0800: 20, 0x86DD: 40}.get(et, 0)
 
 
 def same(observed: ref.Verdict, expected: ref.Verdict) -> bool:

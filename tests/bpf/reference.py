@@ -1,4 +1,4 @@
-"""A reference classifier for the xdpstack XDP programs, in plain Python.
+"""A reference classifier for the xdpstack BPF programs (XDP, and the TC egress guard), in plain Python.
 
 Written from the specification (bpf/parse.h's header comment, xdpstack.h, the issue), not from
 the C: it parses raw bytes with slicing and int.from_bytes only, and looks claims up in a dict
@@ -22,6 +22,7 @@ ROLE_INNER, ROLE_OUTER = 1, 2
 WILDCARD = bytes(16)
 
 XDP_DROP, XDP_PASS, XDP_REDIRECT = 1, 2, 4
+TC_ACT_SHOT, TC_ACT_REDIRECT = 2, 7       # the egress guard is a TC program
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ class State:
 
 @dataclass(frozen=True)
 class Verdict:
-    action: int               # XDP_*
+    action: int               # XDP_*, or TC_ACT_* for the egress guard
     reason: str               # the counter that moves: redirected or a pass_* name, rx_dropped, ...
     stack: int | None = None  # the stack whose stack_stats move, if any
     slot: int | None = None   # the XSK slot (or, for ports, the stack) redirected to
@@ -186,21 +187,21 @@ def port_rx(frame: bytes, st: State, ifindex: int, rx_queue: int = 0) -> Verdict
 
 
 def port_tx(frame: bytes, st: State, ifindex: int) -> Verdict:
-    """xdp_port_tx on a port's outer end: the egress guard."""
+    """tc_port_tx on a port's outer end (clsact ingress): the egress guard."""
     p = st.port_of.get(ifindex)
     if p is None or p[1] != ROLE_OUTER or p[0] >= MAX_STACKS:
-        return Verdict(XDP_DROP, "unconfigured")
+        return Verdict(TC_ACT_SHOT, "unconfigured")
     stack = p[0]
     try:
         t = parse(frame, "src")
     except Unparsed:
-        return Verdict(XDP_DROP, "tx_denied", stack)
-    exact = st.claims.get(t)
+        return Verdict(TC_ACT_SHOT, "tx_denied", stack)
+    exact = st.claims.get(t) if t.addr != WILDCARD else None      # from 0.0.0.0 or ::: no address's
     if exact is not None:
         ok = exact[0] == stack
     else:
         wild = st.claims.get(Tuple(t.proto, t.family, t.port, WILDCARD))
         ok = wild is not None and wild[0] == stack and (t.family, t.addr) in st.local_addrs
     if not ok or not st.nic_ifindex:
-        return Verdict(XDP_DROP, "tx_denied", stack)
-    return Verdict(XDP_REDIRECT, "tx", stack, st.nic_ifindex)
+        return Verdict(TC_ACT_SHOT, "tx_denied", stack)
+    return Verdict(TC_ACT_REDIRECT, "tx", stack, st.nic_ifindex)

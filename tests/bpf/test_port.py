@@ -1,7 +1,10 @@
-"""xdp_port_rx and xdp_port_tx, the programs on a stack's virtual port, through BPF_PROG_TEST_RUN.
+"""xdp_port_rx (XDP) and tc_port_tx (TC), the programs on a stack's virtual port, through
+BPF_PROG_TEST_RUN.
 
 The port's ends are played by the queue device (port_of says which end it is); the NIC is the
-host's lo in iface[0], which only needs to exist since the test-run does not send anything.
+host's lo in iface[0], which only needs to exist since the test-run does not send anything. The
+guard's test-run gets each frame as the data of an skb arriving on the queue device, from the
+Ethernet header on, as at clsact ingress.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from tests.bpf.frames import (
     A6,
     ARP,
     B4,
+    B6,
     ICMP,
     IP,
     PEER4,
@@ -25,7 +29,7 @@ from tests.bpf.frames import (
     eth,
     frame,
 )
-from tests.bpf.harness import INNER, LO_IFINDEX, OUTER, PORT, XSK, key
+from tests.bpf.harness import INNER, LO_IFINDEX, OUTER, PORT, XSK, key, tc_runnable
 
 S, OTHER = 5, 6
 Q = 64
@@ -33,15 +37,19 @@ Q = 64
 
 def expect(bpf, prog: str, f: bytes, reason: str, stack: int | None = S, rx_queue: int = 0):
     got = bpf.port(prog, f, rx_queue=rx_queue)
-    action = {"tx": ref.XDP_REDIRECT, "delivered": ref.XDP_REDIRECT}.get(reason, ref.XDP_DROP)
+    if prog == "tc_port_tx":
+        action = ref.TC_ACT_REDIRECT if reason == "tx" else ref.TC_ACT_SHOT
+    else:
+        action = ref.XDP_REDIRECT if reason == "delivered" else ref.XDP_DROP
     assert key(got) == (action, reason, stack)
-    refv = (ref.port_tx(f, bpf.state, bpf.qdev.ifindex) if prog == "xdp_port_tx"
+    refv = (ref.port_tx(f, bpf.state, bpf.qdev.ifindex) if prog == "tc_port_tx"
             else ref.port_rx(f, bpf.state, bpf.qdev.ifindex, rx_queue))
     assert key(refv) == key(got), "the reference classifier disagrees"
 
 
 def tx(bpf, f, reason, stack=S):
-    expect(bpf, "xdp_port_tx", f, reason, stack)
+    assert tc_runnable(f)
+    expect(bpf, "tc_port_tx", f, reason, stack)
 
 
 def rx(bpf, f, reason, stack=S, rx_queue=0):
@@ -66,6 +74,17 @@ def guard(bpf):
 def test_own_exact_tuple_is_sent(guard):
     tx(guard, frame(eth() / IP(src=A4, dst=PEER4) / UDP(sport=53, dport=40000)), "tx")
     tx(guard, frame(eth("q") / IP(src=A4, dst=PEER4) / UDP(sport=53, dport=40000) / Raw(bytes(500))), "tx")
+    tx(guard, frame(eth("ad", "q") / IP(src=A4, dst=PEER4) / UDP(sport=53, dport=40000)), "tx")
+    tx(guard, frame(eth() / IP(src=A4, dst=PEER4) / UDP(sport=53, dport=40000), pad_to=60), "tx")
+
+
+def test_the_guard_redirects_to_the_nic(guard):
+    """TC_ACT_REDIRECT comes from bpf_redirect(nic, 0): the test-run reports the verdict only, so
+    the NIC is seen through iface[0], which the guard must read: unset, nothing leaves."""
+    f = frame(eth() / IP(src=A4, dst=PEER4) / UDP(sport=53, dport=40000))
+    assert guard.port("tc_port_tx", f).action == ref.TC_ACT_REDIRECT
+    guard.set_nic(0)
+    assert guard.port("tc_port_tx", f).action == ref.TC_ACT_SHOT
 
 
 @pytest.mark.parametrize("src,peer,ipc", [(A4, PEER4, IP), (A6, PEER6, IPv6)])
@@ -79,16 +98,43 @@ def test_own_wildcard_from_a_foreign_address_is_denied(guard, src, peer, ipc):
     tx(guard, frame(eth() / ipc(src=src, dst=peer) / TCP(sport=80, dport=40000)), "tx_denied")
 
 
+def test_the_unspecified_address_is_nobodys(guard):
+    """0.0.0.0 and :: are the wildcard claims' keys, never a local address: a wildcard owner may
+    not send from them, whether its claim is alone on the port or shares it."""
+    for shared in (False, True):
+        if shared:
+            guard.set_claims({("tcp", None, 80, 4): (S, PORT), ("tcp", None, 80, 6): (S, PORT),
+                              ("tcp", A4, 80): (OTHER, PORT), ("tcp", A6, 80): (OTHER, PORT)})
+        tx(guard, frame(eth() / IP(src="0.0.0.0", dst=PEER4) / TCP(sport=80, dport=40000)), "tx_denied")
+        tx(guard, frame(eth() / IPv6(src="::", dst=PEER6) / TCP(sport=80, dport=40000)), "tx_denied")
+
+
 def test_another_stacks_tuple_is_denied(guard):
     tx(guard, frame(eth() / IP(src=B4, dst=PEER4) / UDP(sport=53, dport=40000)), "tx_denied")
     tx(guard, frame(eth() / IP(src=A4, dst=PEER4) / UDP(sport=54, dport=40000)), "tx_denied")
 
 
 def test_exact_claim_of_another_stack_beats_own_wildcard(guard):
-    """OTHER owns TCP A4:80 exactly; replies to it would reach OTHER, so S may not send from it."""
+    """OTHER owns TCP A4:80 exactly; replies to it would reach OTHER, so S may not send from it.
+    From any other local address, S's wildcard claim is the one replies reach."""
     claims = {("udp", A4, 53): (S, PORT), ("tcp", None, 80, 4): (S, PORT), ("tcp", A4, 80): (OTHER, PORT)}
     guard.set_claims(claims)
+    guard.set_local_addrs([A4, B4])
     tx(guard, frame(eth() / IP(src=A4, dst=PEER4) / TCP(sport=80, dport=40000)), "tx_denied")
+    tx(guard, frame(eth() / IP(src=B4, dst=PEER4) / TCP(sport=80, dport=40000)), "tx")
+    tx(guard, frame(eth() / IP(src="198.18.0.99", dst=PEER4) / TCP(sport=80, dport=40000)), "tx_denied")
+
+
+def test_an_exact_claim_covers_its_own_address_only(guard):
+    """S's only claim on TCP :8080 is A4's (and A6's): from another local address, nobody owns the
+    source, and A4's port in the other family is not A6's."""
+    guard.set_claims({("tcp", A4, 8080): (S, PORT), ("tcp", A6, 8081): (S, PORT)})
+    guard.set_local_addrs([A4, B4, A6, B6])
+    tx(guard, frame(eth() / IP(src=A4, dst=PEER4) / TCP(sport=8080, dport=40000)), "tx")
+    tx(guard, frame(eth() / IP(src=B4, dst=PEER4) / TCP(sport=8080, dport=40000)), "tx_denied")
+    tx(guard, frame(eth() / IPv6(src=A6, dst=PEER6) / TCP(sport=8081, dport=40000)), "tx")
+    tx(guard, frame(eth() / IPv6(src=B6, dst=PEER6) / TCP(sport=8081, dport=40000)), "tx_denied")
+    tx(guard, frame(eth() / IPv6(src=A6, dst=PEER6) / TCP(sport=8080, dport=40000)), "tx_denied")
 
 
 def test_unclaimed_tuple_is_denied(guard):
@@ -125,16 +171,41 @@ def test_tx_on_a_device_that_is_not_an_outer_end(guard):
     tx(guard, f, "unconfigured", None)
 
 
+def test_tx_is_judged_by_the_device_it_arrives_on(guard):
+    """The skb's ingress device decides which stack's claims apply: the same frame arriving on
+    another device (lo, in no port) is not S's."""
+    f = frame(eth() / IP(src=A4, dst=PEER4) / UDP(sport=53, dport=40000))
+    got = guard.port("tc_port_tx", f, ifindex=LO_IFINDEX)
+    assert key(got) == (ref.TC_ACT_SHOT, "unconfigured", None)
+    guard.set_port_of({guard.qdev.ifindex: (OTHER, OUTER)})         # now OTHER's port: B4:53 is its
+    tx(guard, f, "tx_denied", OTHER)
+    tx(guard, frame(eth() / IP(src=B4, dst=PEER4) / UDP(sport=53, dport=40000)), "tx", OTHER)
+
+
 def test_tx_counters(guard):
     f = frame(eth() / IP(src=A4, dst=PEER4) / UDP(sport=53, dport=40000) / Raw(bytes(100)))
+    f6 = frame(eth() / IPv6(src=A6, dst=PEER6) / TCP(sport=80, dport=40000) / Raw(bytes(1000)))
     bad = frame(eth() / IP(src=B4, dst=PEER4) / UDP(sport=53, dport=40000))
-    before = guard.obj.counters("stack_stats", S)
+    before = {s: guard.obj.counters("stack_stats", s) for s in (S, OTHER)}
     for _ in range(3):
-        guard.port("xdp_port_tx", f)
-    guard.port("xdp_port_tx", bad)
-    after = guard.obj.counters("stack_stats", S)
-    d = {k: after[k] - before[k] for k in after}
-    assert d == {**dict.fromkeys(d, 0), "tx_packets": 3, "tx_bytes": 3 * len(f), "tx_denied": 1}
+        guard.port("tc_port_tx", f)
+    guard.port("tc_port_tx", f6)
+    guard.port("tc_port_tx", bad)
+    guard.port("tc_port_tx", frame(eth() / ARP(psrc=A4, pdst=PEER4)))
+    d = {s: {k: v - before[s][k] for k, v in guard.obj.counters("stack_stats", s).items()}
+         for s in (S, OTHER)}
+    zero = dict.fromkeys(d[S], 0)
+    assert d[S] == {**zero, "tx_packets": 4, "tx_bytes": 3 * len(f) + len(f6), "tx_denied": 2}
+    assert d[OTHER] == zero, "only the sending stack's counters move"
+
+
+def test_a_gro_packet_counts_each_of_its_frames(guard):
+    """With GRO on the outer end (not xdpstack's setting, but veth allows it), one skb stands for
+    gso_segs frames of one flow: the guard decides once and counts every frame."""
+    f = frame(eth() / IP(src=A4, dst=PEER4) / TCP(sport=80, dport=40000) / Raw(bytes(2000)))
+    bad = frame(eth() / IP(src=B4, dst=PEER4) / TCP(sport=80, dport=40000) / Raw(bytes(2000)))
+    assert key(guard.port("tc_port_tx", f, gso_segs=3)) == (ref.TC_ACT_REDIRECT, "tx", S)
+    assert key(guard.port("tc_port_tx", bad, gso_segs=2)) == (ref.TC_ACT_SHOT, "tx_denied", S)
 
 
 # -- inner end: delivery to the stack's sockets ---------------------------------------------------

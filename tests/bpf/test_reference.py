@@ -3,8 +3,9 @@
 Hypothesis builds claim sets (exact and wildcard, shared ports, bogus stacks and targets), XSK
 slots and ports that may or may not be filled, RX queues, and frames: well-formed ones over
 every layer the parser knows, then often truncated, overwritten in places, given bad length
-fields, or replaced by garbage. xdp_demux, xdp_port_rx and xdp_port_tx must agree with the
-reference on every frame: the verdict, the counter reason and the stack.
+fields, or replaced by garbage. xdp_demux, xdp_port_rx and tc_port_tx (TC: each frame as the
+data of an skb) must agree with the reference on every frame: the verdict, the counter reason and
+the stack.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from tests.bpf.frames import (
     Raw,
     eth,
 )
-from tests.bpf.harness import INNER, OUTER, PORT, XSK, key, ref_tuple
+from tests.bpf.harness import INNER, OUTER, PORT, XSK, key, ref_tuple, tc_runnable
 
 ADDR4 = ["198.18.0.1", "198.18.0.3", "198.18.0.2", "255.255.255.255", "0.0.0.0"]
 ADDR6 = ["2001:db8::1", "2001:db8::3", "::1", "2001:db8::2", "::2", "ff02::1", "::"]   # ::1: zero high half
@@ -38,6 +39,7 @@ QUEUES = [0, 1, 2, 63, 64, 79]
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                                       HealthCheck.function_scoped_fixture])
 FRAMES_SEEN = {"demux": 0, "port_rx": 0, "port_tx": 0}
+TX_REASONS: dict[str, int] = {}        # the guard's verdicts on generated frames, by reason
 
 
 ports = st.one_of(st.sampled_from(PORTS), st.integers(0, 65535))
@@ -254,9 +256,12 @@ def test_port_rx_agrees_with_the_reference(bpf, state, data, queue):
 def test_port_tx_agrees_with_the_reference(bpf, state, data, local, nic):
     port_setup(bpf, state, data, OUTER, local, nic)
     for f in some_frames(data, state[0]):
-        got = bpf.port("xdp_port_tx", f)
+        if not tc_runnable(f):
+            continue
+        got = bpf.port("tc_port_tx", f)
         assert key(got) == key(ref.port_tx(f, bpf.state, bpf.qdev.ifindex)), f"tx {f.hex()}"
         FRAMES_SEEN["port_tx"] += 1
+        TX_REASONS[got.reason] = TX_REASONS.get(got.reason, 0) + 1
 
 
 def test_thousands_of_frames_were_compared():
@@ -264,6 +269,8 @@ def test_thousands_of_frames_were_compared():
     if not all(FRAMES_SEEN.values()):
         pytest.skip("run together with the generated tests")
     assert min(FRAMES_SEEN.values()) >= 1600, FRAMES_SEEN
+    # the guard met frames it lets out as well as ones it denies, not just one kind
+    assert min(TX_REASONS.get(r, 0) for r in ("tx", "tx_denied", "unconfigured")) >= 50, TX_REASONS
 
 
 def test_generated_frames_cover_every_outcome():

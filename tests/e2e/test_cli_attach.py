@@ -38,13 +38,13 @@ def test_attach_pins_where_stated_and_detach_cleans(module_bed, tmp_path):
     assert r.code == 0 and "in native mode" in r.out, r
     d = paths.pin_dir(ifname)
     assert str(d).startswith(os.environ["XDPSTACK_BPFFS"])
-    assert sorted(os.listdir(d)) == sorted(["prog", "port_rx", "port_tx", *maps.MAP_NAMES])
+    assert sorted(os.listdir(d)) == sorted(["prog", "port_rx", "port_tx_tc", *maps.MAP_NAMES])
     # the pinned program is the attached one; the port programs are loaded, not attached
     prog = pinned_id(d / "prog")
     assert prog == xdp_prog_id(tb)
-    for pin, name in (("port_rx", "xdp_port_rx"), ("port_tx", "xdp_port_tx")):
+    for pin, kind, name in (("port_rx", "xdp", "xdp_port_rx"), ("port_tx_tc", "sched_cls", "tc_port_tx")):
         info = json.loads(bpftool("-j", "prog", "show", "pinned", str(d / pin)).stdout)
-        assert (info["type"], info["name"]) == ("xdp", name)
+        assert (info["type"], info["name"]) == (kind, name)
     # iface[0] and local_addrs describe the interface
     with in_ns(tb):
         with maps.open_map(ifname, "iface") as m:
@@ -176,7 +176,7 @@ def test_a_program_that_fails_to_load_leaves_nothing(module_bed, tmp_path):
     bad.write_text('#include "maps.h"\n'
                    "int xdp_demux(struct xdp_md *ctx) { return *(unsigned char *)(long)ctx->data; }\n"
                    "int xdp_port_rx(struct xdp_md *ctx) { return XDP_PASS; }\n"
-                   "int xdp_port_tx(struct xdp_md *ctx) { return XDP_PASS; }\n")
+                   "int tc_port_tx(struct __sk_buff *skb) { return 2; }\n")
     r = run_exe("--netns", tb.dut.ns, "attach", tb.dut.ifname, env={"XDPSTACK_BPF_SRC": str(bad)})
     assert r.code == 1 and "the kernel refused a program" in r.err.strip().splitlines()[-1], r
     assert_clean(tb)
