@@ -222,3 +222,19 @@ def test_busy_polling_stack_serves_and_connects():
         for h in (out, s, lsn):
             lib.us_sock_close(h)
         c.close()
+
+
+def test_wake_before_the_sleep_still_ends_the_wait(pair):
+    """us_wake from a signal handler may land between the loop's check and the sleep (the eventfd
+    is drained by a sleep that then goes on): us_wait must return at once, not at its timeout.
+    An app's SIGTERM handler relies on it: the launcher kills after half a second."""
+    st = pair.a._st
+    ev = ffi.new("struct us_event[4]")
+    for _ in range(3):
+        lib.us_wake(st)
+        t0 = time.monotonic()
+        assert lib.us_wait(st, ev, 4, 3000) == 0
+        assert time.monotonic() - t0 < 0.5
+    t0 = time.monotonic()                                     # one wake ends one wait only
+    assert lib.us_wait(st, ev, 4, 200) == 0
+    assert time.monotonic() - t0 >= 0.15

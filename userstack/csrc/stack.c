@@ -522,6 +522,8 @@ int us_wait(struct us_stack *st, struct us_event *ev, int max, int timeout_ms)
 			n = collect(st, ev, max);      /* readiness the output changed */
 		if (n > 0 || timeout_ms == 0)
 			break;
+		if (__atomic_exchange_n(&st->woken, 0, __ATOMIC_ACQ_REL))
+			break;                     /* us_wake: even one that came before the sleep */
 		if (!deadline)                     /* st->now: read by the first poll */
 			deadline = timeout_ms < 0 ? UINT64_MAX : st->now + (uint64_t)timeout_ms * 1000000;
 		int left = timeout_ms < 0 ? -1 : remaining_ms(st->now, deadline);
@@ -541,7 +543,7 @@ int us_poll(struct us_stack *st, int timeout_ms)
 {
 	pthread_mutex_lock(&st->lock);
 	int n = us_poll_locked(st);
-	if (n == 0 && timeout_ms != 0) {
+	if (n == 0 && timeout_ms != 0 && !__atomic_exchange_n(&st->woken, 0, __ATOMIC_ACQ_REL)) {
 		int r = us_sleep_locked(st, timeout_ms);
 		n = us_poll_locked(st);
 		if (n == 0 && r == -EINTR)
@@ -565,6 +567,7 @@ int us_flush(struct us_stack *st)
 void us_wake(struct us_stack *st)
 {
 	uint64_t one = 1;
+	__atomic_store_n(&st->woken, 1, __ATOMIC_RELEASE);
 	if (write(st->wakefd, &one, sizeof(one)) < 0) { /* counter saturated: already awake */ }
 }
 

@@ -112,6 +112,7 @@ struct us_stack {
 	struct us_netdev *dev;           /* what the stack talks to (maybe a middleware) */
 	struct us_netdev *base_dev;      /* the device under every middleware */
 	int epfd, wakefd, timerfd, ctlfd;
+	int woken;                 /* us_wake was called: us_wait/us_poll return (atomic) */
 	struct us_stats stats;
 	uint64_t q_rx[US_MAX_QUEUES];   /* frames received per queue index */
 	uint64_t now;              /* CLOCK_MONOTONIC ns, refreshed each poll */
