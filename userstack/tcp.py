@@ -218,7 +218,11 @@ class TcpSocket:
         iov = ffi.new("struct us_iov[2]")
         h = self._handle()
         if lib.us_tcp_peek(h, iov) == 0:
-            return lib.us_tcp_read(h, ffi.NULL, 0)     # nothing buffered: EOF, an error or EAGAIN
+            # nothing buffered: EOF, an error or EAGAIN, unless data arrived in between (the
+            # driver thread runs between the two calls): a 0-byte read says 0 then too
+            r = lib.us_tcp_read(h, ffi.NULL, 0)
+            if r != 0 or lib.us_tcp_peek(h, iov) == 0:
+                return r
         got = 0
         for i in range(2):
             k = min(iov[i].len, n - got)
