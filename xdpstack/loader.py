@@ -252,6 +252,8 @@ def _remove_pins(d: Path):
                 p.unlink()
         with contextlib.suppress(FileNotFoundError):
             d.rmdir()
+    with contextlib.suppress(OSError):     # the root goes with its last interface (not if in use)
+        d.parent.rmdir()
 
 
 def _live_stacks(ifname: str) -> list[registry.StackRecord]:
