@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -18,15 +20,40 @@ def pytest_configure(config):
     os.environ["XDPSTACK_BPFFS"] = BPFFS_TEST_ROOT
 
 
+def _nobody_can_run(venv_python: str) -> bool:
+    r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", venv_python,
+                        "-c", "import userstack"], capture_output=True, cwd="/")
+    return r.returncode == 0
+
+
+def _open_temp_ancestors(path: str) -> list[str]:
+    """o+x (traverse, not list) on the directories between the temp root and path that lack it:
+    `mktemp -d` makes them 0700. Directories outside the temp root (/root, a home) are left alone."""
+    tmp = os.path.realpath(tempfile.gettempdir())
+    opened = []
+    d = os.path.realpath(path)
+    while d.startswith(tmp + os.sep):
+        st = os.stat(d)
+        if not st.st_mode & stat.S_IXOTH:
+            os.chmod(d, stat.S_IMODE(st.st_mode) | stat.S_IXOTH)
+            opened.append(d)
+        d = os.path.dirname(d)
+    return opened
+
+
 def pytest_sessionstart(session):
-    """Many tests launch apps as nobody: say so once if this checkout is out of nobody's reach
-    (a clone under a 0700 directory such as /root) rather than in dozens of failures."""
+    """Many tests launch apps as nobody: a checkout in a fresh `mktemp -d` directory gets o+x on
+    it; one out of reach otherwise (under /root) is said once, not in dozens of failures."""
     if os.geteuid() != 0:
         return
     venv_python = os.path.join(sys.prefix, "bin", "python3")
-    r = subprocess.run(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", venv_python,
-                        "-c", "import userstack"], capture_output=True, cwd="/")
-    if r.returncode != 0:
+    if _nobody_can_run(venv_python):
+        return
+    opened = _open_temp_ancestors(sys.prefix)
+    if opened:
+        print(f"\ngave other users traverse permission (o+x) on {', '.join(opened)}: the tests run "
+              f"applications as nobody")
+    if not _nobody_can_run(venv_python):
         pytest.exit(f"user nobody cannot run {venv_python} with this checkout's packages (is a parent "
                     f"directory of {sys.prefix} mode 0700?): the tests run applications as nobody; "
                     f"clone into a directory every user can traverse", returncode=4)
