@@ -27,6 +27,7 @@ import statistics
 import time
 
 from xdpstack import layout, testrun
+from xdpstack.bench import met
 
 FRAME_BYTES = 64
 LINE_RATE_10G_MPPS = 14.88
@@ -175,8 +176,6 @@ def format_text(result: dict) -> str:
                  f"{sc['hit_ipv4_shared_port_10000_tuples']['ratio_vs_2_tuples']:.3f}x")
     t = result["targets"]
 
-    def met(ok):
-        return "met" if ok else "NOT met"
     lines.append(f"targets: <= {t['max_ratio_vs_xdp_pass']}x XDP_PASS for hit/miss IPv4/IPv6 "
                  f"(worst {t['worst_ratio_vs_xdp_pass']:.2f}x: {met(t['ratio_vs_xdp_pass_met'])}), "
                  f">= {t['min_mpps']} Mpps ({met(t['mpps_met'])}), 10,000 vs 1 tuple <= "

@@ -35,6 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from xdpstack.bench import met
 from xdpstack.bench._bed import (
     Bed,
     BenchError,
@@ -287,10 +288,6 @@ def summarize(runs: dict, duration: int, rounds: int, cpus: tuple[int, int], ela
             "servers": results, "targets": targets}
 
 
-def _met(ok: bool) -> str:
-    return "met" if ok else "NOT met"
-
-
 def format_text(result: dict) -> str:
     r = result
     lines = [f"HTTP, {r['body_bytes']}-byte body, wrk -t1 from the peer namespace (CPU {r['client_cpu']}), "
@@ -318,8 +315,8 @@ def format_text(result: dict) -> str:
     ka = ", ".join(f"{c} conns {x:.2f}x" for c, x in t["ratio_vs_nginx_keepalive"].items())
     eff = ", ".join(f"{k} {x:.2f}x" for k, x in t["cpu_ratio_vs_nginx"].items())
     lines.append(f"targets: >= {t['min_ratio_vs_nginx_keepalive']}x nginx req/s with keep-alive ({ka}: "
-                 f"{_met(t['ratio_vs_nginx_keepalive_met'])}); >= {t['min_cpu_ratio_vs_nginx']}x nginx "
-                 f"req per server CPU-second ({eff}: {_met(t['cpu_ratio_vs_nginx_met'])})")
+                 f"{met(t['ratio_vs_nginx_keepalive_met'])}); >= {t['min_cpu_ratio_vs_nginx']}x nginx "
+                 f"req per server CPU-second ({eff}: {met(t['cpu_ratio_vs_nginx_met'])})")
     lines.append("srv CPU: utime+stime of the server's processes / run time (tick-based, includes softirq "
                  "that interrupts them); core busy: all work on the server's CPU (/proc/stat), softirq "
                  "included")

@@ -36,6 +36,7 @@ import math
 import os
 import tempfile
 
+from xdpstack.bench import met
 from xdpstack.bench._bed import (
     Bed,
     BenchError,
@@ -316,10 +317,6 @@ def summarize(bulk, iperf_attached, rr, kt, duration, rounds, rr_size, cpus, ms=
     return out
 
 
-def _met(ok: bool) -> str:
-    return "met" if ok else "NOT met"
-
-
 def format_text(result: dict) -> str:
     r = result
     lines = [f"TCP, one connection, {r['duration_s']} s per run, median of {r['rounds']} rounds; "
@@ -352,19 +349,19 @@ def format_text(result: dict) -> str:
                          f"{c['xdpstack']['gbit_per_s']:>10.2f}{c['xdpstack']['ratio_vs_trivial_xdp']:>10.2f}x")
     t = r["targets"]
     thr = ", ".join(f"{d} {v:.2f}x" for d, v in t["throughput_ratio_vs_kernel"].items())
-    tl = (f"targets: throughput >= kernel ({thr}: {_met(t['throughput_met'])}); p50 RTT <= "
+    tl = (f"targets: throughput >= kernel ({thr}: {met(t['throughput_met'])}); p50 RTT <= "
           f"{t['max_p50_rtt_ratio_vs_kernel']}x kernel ({t['p50_rtt_ratio_vs_kernel']:.2f}x: "
-          f"{_met(t['p50_rtt_met'])}")
+          f"{met(t['p50_rtt_met'])}")
     if "p50_rtt_ratio_vs_kernel_busy_poll" in t:
         tl += f"; busy poll {t['p50_rtt_ratio_vs_kernel_busy_poll']:.2f}x"
     if "p50_rtt_ratio_vs_kernel_multistack" in t:
         tl += (f"; user stack to user stack {t['p50_rtt_ratio_vs_kernel_multistack']:.2f}x: "
-               f"{_met(t['p50_rtt_multistack_met'])}")
+               f"{met(t['p50_rtt_multistack_met'])}")
     tl += ")"
     if "kernel_traffic_met" in t:
         tl += (f"; kernel traffic with xdpstack >= {t['min_ratio_vs_trivial_xdp']}x trivial XDP "
                f"({', '.join(f'{d} {v:.2f}x' for d, v in t['kernel_traffic_ratio_vs_trivial_xdp'].items())}: "
-               f"{_met(t['kernel_traffic_met'])})")
+               f"{met(t['kernel_traffic_met'])})")
     lines.append(tl)
     return "\n".join(lines)
 
