@@ -19,7 +19,7 @@ import time
 import pytest
 
 from tests.fixtures import testbed as tbmod
-from tests.fixtures.userstack_xdp import UdpRedirect, in_netns
+from tests.fixtures.userstack_xdp import UdpRedirect, as_user, in_netns
 
 pytestmark = pytest.mark.root
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -120,7 +120,7 @@ def launch_echo(tb: tbmod.Testbed, prog: UdpRedirect, args=(), queues=None, user
     Attached(tb, prog).attach(xs.queue_ids, xs.fds)
     p = subprocess.Popen([ECHO, *args], cwd=REPO,
                          env={**os.environ, **env, "PYTHONPATH": REPO}, pass_fds=[*xs.pass_fds, a.fileno()],
-                         user=user, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         **as_user(user), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     tb.track(p)
     a.close()
     return xs, resolver, p

@@ -19,7 +19,7 @@ import sys
 import time
 
 from tests.fixtures import testbed as tbmod
-from tests.fixtures.userstack_xdp import PortRedirect, in_netns
+from tests.fixtures.userstack_xdp import PortRedirect, as_user, in_netns
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.dirname(sys.executable)
@@ -62,7 +62,7 @@ class App:
             prog.attach(tb.dut.ifname)
         base = {k: v for k, v in os.environ.items() if not k.startswith("XDPSTACK_")}
         self.p = subprocess.Popen(argv, cwd=REPO, env={**base, **xenv, **(env or {})},
-                                  pass_fds=[*self.xs.pass_fds, a.fileno()], user=user,
+                                  pass_fds=[*self.xs.pass_fds, a.fileno()], **as_user(user),
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         tb.track(self.p)
         a.close()
