@@ -150,13 +150,18 @@ def run(prog_fd: int, frame: bytes, repeat: int = 1, *, ifindex: int = 0, rx_que
         ctx = XdpMd(data_end=len(frame), ingress_ifindex=ifindex, rx_queue_index=rx_queue)
         opts.ctx_in = ctypes.addressof(ctx)
         opts.ctx_size_in = ctypes.sizeof(ctx)
+    _test_run(prog_fd, opts, netns)
+    out = b"" if buf_out is None else buf_out.raw[:opts.data_size_out]
+    return Result(opts.retval, opts.duration, out)
+
+
+def _test_run(prog_fd: int, opts, netns) -> None:
+    """bpf_prog_test_run_opts in netns (None: this one); OSError with the errno on failure."""
     with in_netns(netns):
         rc = _libbpf.bpf_prog_test_run_opts(prog_fd, ctypes.byref(opts))
     if rc != 0:
         err = -rc if rc < 0 else ctypes.get_errno()
         raise OSError(err, f"BPF_PROG_TEST_RUN: {os.strerror(err)}")
-    out = b"" if buf_out is None else buf_out.raw[:opts.data_size_out]
-    return Result(opts.retval, opts.duration, out)
 
 
 def _run_skb(prog_fd: int, frame: bytes, repeat: int, ifindex: int, netns, gso_segs: int) -> Result:
@@ -169,11 +174,7 @@ def _run_skb(prog_fd: int, frame: bytes, repeat: int, ifindex: int, netns, gso_s
     if ifindex or gso_segs:
         opts.ctx_in = ctypes.addressof(ctx)
         opts.ctx_size_in = ctypes.sizeof(ctx)
-    with in_netns(netns):
-        rc = _libbpf.bpf_prog_test_run_opts(prog_fd, ctypes.byref(opts))
-    if rc != 0:
-        err = -rc if rc < 0 else ctypes.get_errno()
-        raise OSError(err, f"BPF_PROG_TEST_RUN: {os.strerror(err)}")
+    _test_run(prog_fd, opts, netns)
     return Result(opts.retval, opts.duration, buf_out.raw[:opts.data_size_out])
 
 
