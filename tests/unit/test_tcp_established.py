@@ -348,6 +348,23 @@ def test_timestamps_echo_and_recent(stk):
     assert out[0].ts[0] > 0
 
 
+def test_retransmission_of_the_last_acked_segment_echoes_its_timestamp(stk):
+    """Our ACK of a segment was lost and the peer retransmits it after a backoff: the duplicate ACK
+    echoes the retransmission's TSval (as Linux), so the peer's RTT sample is one round trip, not
+    the backoff. An older duplicate (ending before our last ACK) does not move TS.Recent."""
+    c = passive_open(stk)
+    base = c.snd
+    c.tsval = 10_000
+    c.send("PA", data(MSS))
+    assert c.send("PA", data(MSS, MSS))[-1].ts[1] == 10_000       # ACK of both (lost on the wire)
+    c.tsval = 50_000
+    out = c.send("PA", data(MSS, MSS), seq=base + MSS)             # the last segment again
+    assert out[-1].ack == base + 2 * MSS and out[-1].ts[1] == 50_000
+    c.tsval = 90_000
+    out = c.send("PA", data(MSS), seq=base)                        # an older duplicate
+    assert out[-1].ack == base + 2 * MSS and out[-1].ts[1] == 50_000
+
+
 def test_paws_drops_old_timestamp(stk):
     c = passive_open(stk)
     c.tsval = 10_000

@@ -552,6 +552,17 @@ static void sync_input(struct tcp_sock *s, const struct tcp_seg *seg, uint64_t n
 			tcp_mark_dirty(s);
 		} else {
 			if (!(fl & TH_RST)) {
+				/* A retransmission of data up to our last ACK (that ACK was lost): echo
+				 * this copy's TSval, as Linux does (its rcv_wup rule). Echoing the first
+				 * copy's (RFC 7323 4.3 read strictly) hands the sender an RTT sample that
+				 * spans its whole backoff: RTO inflates, each loss then waits longer. */
+				if (s->ts_ok && seg->has_ts && seg_len &&
+				    seq_le(seg->seq, s->last_ack_sent) &&
+				    seq_ge(seg->seq + seg_len, s->last_ack_sent) &&
+				    seq_ge(seg->tsval, s->ts_recent)) {
+					s->ts_recent = seg->tsval;
+					s->ts_recent_at = now;
+				}
 				if (s->sack_ok && seg->len && seq_le(seg->seq + seg->len, s->rcv_nxt)) {
 					s->dsack = true;           /* RFC 2883 */
 					s->dsack_start = seg->seq;
