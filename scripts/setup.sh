@@ -7,9 +7,15 @@ cd "$(dirname "$0")/.."
 need_root() { [ "$(id -u)" = 0 ] || { echo "xdpstack set-up: run as root (XDP, namespaces and apt need it)" >&2; exit 1; }; }
 need_root
 
-# Debian packages. python3-bpfcc is the only bcc we use (see README: "What we wrote by hand").
+# Debian packages: libraries, headers and every command xdpstack, userstack, tools/ and tests/ run.
+# python3-bpfcc is the only bcc we use (see README: "What we wrote by hand").
+#   ip, ss, tc: iproute2        ethtool: ethtool         ping: iputils-ping       nc: netcat-openbsd
+#   curl, wrk, iperf3, tcpdump  nginx: nginx-light       bpftool: bpftool         gcc, clang, make
+#   sysctl, pgrep (tests): procps
+#   setpriv, taskset, mountpoint: util-linux; mount: mount (both in every Debian, listed to say so)
+#   python3 (and its venv/ensurepip, headers for the cffi extension): python3, python3-venv, python3-dev
 PKGS=(python3-bpfcc bpftool libxdp-dev libbpf-dev libelf-dev zlib1g-dev pkg-config gcc clang libclang-rt-14-dev make
-      iproute2 ethtool python3-venv python3-dev linux-headers-amd64
+      iproute2 ethtool procps util-linux mount python3 python3-venv python3-dev linux-headers-amd64
       curl netcat-openbsd iputils-ping wrk iperf3 nginx-light tcpdump)
 missing=()
 for p in "${PKGS[@]}"; do
@@ -18,10 +24,34 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "xdpstack set-up: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  log=$(mktemp)
+  # No service may start while we install (nginx-light's postinst would start a server on port 80
+  # of this network namespace, and fail the install where it cannot): policy-rc.d says "forbidden"
+  # to invoke-rc.d and deb-systemd-invoke. An administrator's own policy-rc.d is left alone.
+  policy=/usr/sbin/policy-rc.d ours=""
+  if [ ! -e "$policy" ]; then
+    ours=$policy
+    printf '#!/bin/sh\n# xdpstack set-up: no service starts during its install\nexit 101\n' >"$policy"
+    chmod 0755 "$policy"
+  fi
+  trap 'rm -f $ours "$log"' EXIT
+  if ! { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "xdpstack set-up: installing Debian packages failed (above)" >&2
+    exit 1
+  fi
+  rm -f $ours "$log"
+  trap - EXIT
+  # nginx is a tool of the HTTP benchmark, not a service of this machine: never started at boot.
+  if [[ " ${missing[*]} " == *" nginx-light "* ]]; then
+    if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
+      systemctl disable --now nginx >/dev/null 2>&1 || true
+    else
+      update-rc.d nginx disable >/dev/null 2>&1 || true
+    fi
+  fi
 fi
-# nginx-light's package starts a server on port 80 of the host; we only want the binary.
+# An nginx that an earlier set-up (without policy-rc.d) let start on port 80: we only want the binary.
 if systemctl is-active --quiet nginx 2>/dev/null; then systemctl disable --now nginx >/dev/null 2>&1 || true; fi
 
 # bcc needs headers under /lib/modules/$(uname -r)/build. When the running kernel has none, link

@@ -1,18 +1,19 @@
 """Fixtures shared by every test: a private bpffs root and namespace testbeds that always clean up."""
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import shutil
-import stat
 import subprocess
 import sys
-import tempfile
 
 import pytest
 
 from tests.fixtures.testbed import Testbed, leftover_namespaces, remove_leftovers
 
 BPFFS_TEST_ROOT = f"/sys/fs/bpf/xdpstack-test-{os.getpid()}"
+NOBODY, NOGROUP = pwd.getpwnam("nobody").pw_uid, grp.getgrnam("nogroup").gr_gid
 
 
 def pytest_configure(config):
@@ -26,37 +27,28 @@ def _nobody_can_run(venv_python: str) -> bool:
     return r.returncode == 0
 
 
-def _open_temp_ancestors(path: str) -> list[str]:
-    """o+x (traverse, not list) on the directories between the temp root and path that lack it:
-    `mktemp -d` makes them 0700. Directories outside the temp root (/root, a home) are left alone."""
-    tmp = os.path.realpath(tempfile.gettempdir())
-    opened = []
-    d = os.path.realpath(path)
-    while d.startswith(tmp + os.sep):
-        st = os.stat(d)
-        if not st.st_mode & stat.S_IXOTH:
-            os.chmod(d, stat.S_IMODE(st.st_mode) | stat.S_IXOTH)
-            opened.append(d)
-        d = os.path.dirname(d)
-    return opened
-
-
 def pytest_sessionstart(session):
-    """Many tests launch apps as nobody: a checkout in a fresh `mktemp -d` directory gets o+x on
-    it; one out of reach otherwise (under /root) is said once, not in dozens of failures."""
+    """Many tests launch apps as nobody. A checkout under a 0700 directory (/root, a fresh `mktemp -d`)
+    is made reachable for this run only: the suite enters a private mount namespace in which those
+    directories are traversable (xdpstack.reach); nothing changes on the host."""
     if os.geteuid() != 0:
         return
     venv_python = os.path.join(sys.prefix, "bin", "python3")
     if _nobody_can_run(venv_python):
         return
-    opened = _open_temp_ancestors(sys.prefix)
+    from xdpstack import reach
+    checkout = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        opened = reach.traversable_view([sys.prefix, checkout], reach.Who("nobody", NOBODY, NOGROUP))
+    except OSError as e:
+        pytest.exit(f"user nobody cannot reach {checkout}, and no private view could open it ({e}): the "
+                    f"tests run applications as nobody", returncode=4)
     if opened:
-        print(f"\ngave other users traverse permission (o+x) on {', '.join(opened)}: the tests run "
-              f"applications as nobody")
+        print(f"\nthe tests run applications as nobody: {', '.join(opened)} made traversable in this "
+              f"run's own mount namespace (the host is unchanged)")
     if not _nobody_can_run(venv_python):
-        pytest.exit(f"user nobody cannot run {venv_python} with this checkout's packages (is a parent "
-                    f"directory of {sys.prefix} mode 0700?): the tests run applications as nobody; "
-                    f"clone into a directory every user can traverse", returncode=4)
+        pytest.exit(f"user nobody cannot run {venv_python} with this checkout's packages even in a "
+                    f"private view of its directories: the tests run applications as nobody", returncode=4)
 
 
 def pytest_sessionfinish(session, exitstatus):

@@ -43,7 +43,8 @@ def measure(tb: Testbed, prog: UdpRedirect, payload: int, seconds: float, repeat
         prog.set_sockets(xs.queue_ids, xs.fds)
         prog.attach(tb.dut.ifname)
     env = xs.env(name="sink", mac=info["mac"], mtu=info["mtu"], addrs=info["addrs"],
-                 tuples=[("udp", "0.0.0.0", PORT)], ctl_fd=a.fileno())
+                 tuples=[("udp", "0.0.0.0", PORT)], ctl_fd=a.fileno(),
+                 local_peer=info["kind"] == "veth")
     echo = os.path.join(os.path.dirname(sys.executable), "userstack-echo")
     argv = ["taskset", "-c", "1", echo, "--sink", "--quiet"]
     sink = subprocess.Popen(argv,

@@ -18,7 +18,8 @@ import cffi
 HERE = Path(__file__).resolve().parent
 CSRC = HERE / "csrc"
 # Order matters: a header's types before their use.
-HEADERS = ["addr.h", "env.h", "ctl.h", "netdev.h", "api.h", "xsk.h", "wire.h", "testing.h", "fault.h"]
+HEADERS = ["addr.h", "env.h", "ctl.h", "netdev.h", "tcp_stats.h", "api.h", "xsk.h", "wire.h", "testing.h",
+           "fault.h"]
 SOURCES = ["wire.c", "env.c", "xsk.c", "stack.c", "neigh.c", "ctl.c", "ip.c", "udp.c", "memdev.c", "fault.c",
            "opts.c", "tcp_glue.c", "timer.c",
            *(f"tcp/{n}" for n in ("tcp_conn.c", "tcp_input.c", "tcp_output.c", "tcp_timer.c", "tcp_sack.c",

@@ -62,17 +62,22 @@ class Stack:
     def create(cls, ifname: str, *, queues=None, udp=(), tcp=(), tuples=(), addrs=None, mac=None,
                mtu=None, frames: int = 4096, frame_size: int | None = None, ring_size: int = 2048,
                need_wakeup: bool = True, resolve: bool = True, driver: bool = True,
-               busy_poll: bool = False, name: str = "inproc", claims: bool = False) -> Stack:
+               busy_poll: bool = False, name: str = "inproc", claims: bool = False,
+               local_peer: bool | None = None) -> Stack:
         """A stack in this (privileged) process on ifname, for tests and benchmarks.
         udp/tcp: ports claimed on every local address (IPv4 and IPv6); tuples: explicit
         (proto, address, port). addrs, mac and mtu default to the interface's own. Redirecting the
         packets into the sockets (XSKMAP) is the caller's business: see `fds`/`queue_ids`.
         claims=True: active opens (TCP connect) claim their local ports by binding kernel sockets
-        in this network namespace (userstack.resolver), for the caller to redirect."""
+        in this network namespace (userstack.resolver), for the caller to redirect.
+        local_peer: accept the partial checksums of a kernel peer on this host (csrc/wire.h);
+        default: when ifname is a veth, as the launcher decides."""
         from userstack import xsk
         info = _link_info(ifname)
         addrs = list(addrs) if addrs is not None else info["addrs"]
         mtu = mtu or info["mtu"]
+        if local_peer is None:
+            local_peer = info["kind"] == "veth"
         tuples = list(tuples)
         fams = {("::" if ":" in a else "0.0.0.0") for a in addrs}
         for proto, ports in (("udp", udp), ("tcp", tcp)):
@@ -90,7 +95,7 @@ class Stack:
                 resolver = Resolver(b, info["ifindex"], claims=claims)
                 ctl_fd = a.detach()
             xs.set_identity(name=name, mac=mac or info["mac"], mtu=mtu, addrs=addrs, tuples=tuples,
-                            ctl_fd=ctl_fd, busy_poll=busy_poll)
+                            ctl_fd=ctl_fd, busy_poll=busy_poll, local_peer=local_peer)
             err = ffi.new("int *")
             h = lib.us_stack_open(xs.desc, err)
             if h == ffi.NULL:
@@ -399,7 +404,8 @@ class UdpSocket:
 
 
 def _link_info(ifname: str) -> dict:
-    """ifindex, MAC, MTU and global addresses of ifname (this thread's network namespace)."""
+    """ifindex, MAC, MTU, kind ("veth", ... or "") and global addresses of ifname (this thread's
+    network namespace)."""
     from pyroute2 import IPRoute
     with IPRoute() as ipr:
         idx = ipr.link_lookup(ifname=ifname)
@@ -408,5 +414,7 @@ def _link_info(ifname: str) -> dict:
         link = ipr.get_links(idx[0])[0]
         addrs = [a.get("IFA_ADDRESS") for a in ipr.get_addr(index=idx[0])
                  if a["scope"] == 0]                       # RT_SCOPE_UNIVERSE: not link-local
+        linkinfo = link.get("IFLA_LINKINFO")
+        kind = (linkinfo.get("IFLA_INFO_KIND") if linkinfo else None) or ""
         return {"ifindex": idx[0], "mac": link.get("IFLA_ADDRESS"), "mtu": link.get("IFLA_MTU"),
-                "addrs": addrs}
+                "kind": kind, "addrs": addrs}

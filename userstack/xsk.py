@@ -57,9 +57,12 @@ class XskSet:
 
     def set_identity(self, *, name: str = "stack", stack_id: int = 0, mac: str, mtu: int,
                      addrs: list[str], tuples: list[tuple[str, str | None, int]], ctl_fd: int = -1,
-                     busy_poll: bool = False) -> None:
+                     busy_poll: bool = False, local_peer: bool = False, stats_fd: int = -1,
+                     stats_size: int = 0) -> None:
         """Fill the rest of the description. tuples: (proto, address, port); address "0.0.0.0" or
-        "::" claims the port on every local address of that family."""
+        "::" claims the port on every local address of that family. local_peer: the NIC's peer is
+        a kernel on this host (a veth), whose partial checksums the stack accepts. stats_fd,
+        stats_size: a shared page for the stack's counters (XDPSTACK_STATS in csrc/env.h)."""
         d = self.desc
         d.name = name.encode()[: lib.US_NAME_LEN - 1]
         d.stack_id = stack_id
@@ -81,6 +84,8 @@ class XskSet:
         d.ntuples = len(tuples)
         d.ctl_fd = ctl_fd
         d.busy_poll = int(busy_poll)
+        d.local_peer = int(local_peer)
+        d.stats_fd, d.stats_size = stats_fd, stats_size
 
     def env(self, **identity) -> dict[str, str]:
         """The XDPSTACK_* variables (csrc/env.h); keyword arguments as for set_identity."""
@@ -132,7 +137,7 @@ def create(ifname: str, queues: int | list[int] | None = None, frames: int = 409
     flags = (lib.US_XSK_NEED_WAKEUP if need_wakeup else 0) | (lib.US_XSK_COPY if copy else 0) \
         | (lib.US_XSK_ZEROCOPY if zerocopy else 0)
     desc = ffi.new("struct us_desc *")
-    desc.ctl_fd = -1
+    desc.ctl_fd = desc.stats_fd = -1
     err = ffi.new("int *")
     qids = ffi.new("uint32_t[]", ids)
     # Socket teardown is asynchronous: a queue whose last socket just closed answers EBUSY briefly.

@@ -1,6 +1,7 @@
 """The demo `make demo` runs: a user-level stack and the kernel side by side on one interface.
 
-    ns dut: xdpstack attached to the veth; userstack-echo on its own stack on udp/7000 (as nobody);
+    ns dut: xdpstack attached to the veth (default offloads); userstack-echo on its own stack on
+            udp/7000 (as nobody);
             a kernel UDP echo service on udp/7001
     ns peer: a kernel client sends to both ports and pings, counting the echoes
 
@@ -13,8 +14,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import pwd
 import select
-import signal
 import subprocess
 import sys
 import time
@@ -24,7 +25,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from xdpstack import counters, netlink, registry
+from xdpstack import counters, netlink, procs, reach, registry
+from xdpstack.errors import StackError
 from xdpstack.testbed import Testbed
 
 USER_PORT, KERNEL_PORT = 7000, 7001
@@ -123,43 +125,84 @@ def _table(tb: Testbed, client: dict, snap, stack_rows, elapsed: float, seconds:
     return Group(*parts)
 
 
+def _let_nobody_in(say) -> None:
+    """userstack-echo runs as nobody: a venv under a 0700 directory (a clone in /root) is opened up
+    for this demo only, in a private mount namespace (xdpstack.reach); the host is unchanged."""
+    nobody = pwd.getpwnam("nobody")
+    who = reach.Who("nobody", nobody.pw_uid, nobody.pw_gid)
+    try:
+        opened = reach.traversable_view([sys.prefix], who)
+    except OSError as e:
+        raise StackError(f"userstack-echo runs as nobody, who cannot reach {sys.prefix}, and no private "
+                         f"view could open it ({e}): clone where every user can traverse") from None
+    if opened:
+        say(f"[dim]{', '.join(opened)} is not traversable by nobody: opened (o+x) for this demo only, "
+            f"in its own mount namespace[/]")
+
+
+def _said(p: subprocess.Popen, timeout: float = 1.0) -> str:
+    """What p wrote to its stderr pipe so far, waiting at most timeout: p may still be running."""
+    fd, chunks, deadline = p.stderr.fileno(), [], time.monotonic() + timeout
+    os.set_blocking(fd, False)
+    while select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace").strip()
+
+
+def _why(x: str, tb: Testbed) -> str:
+    """What `xdpstack stacks` says of the stack: where its frames went."""
+    r = subprocess.run([x, "--netns", tb.dut.ns, "stacks", tb.dut.ifname], capture_output=True,
+                       text=True, timeout=20)
+    return (r.stdout or r.stderr).strip()
+
+
 def run(seconds: float = 8.0, rate: int = 200, console: Console | None = None) -> int:
     console = console or Console()
     say = console.print
+    _let_nobody_in(say)
     with Testbed() as tb, contextlib.ExitStack() as undo:
         say(f"[bold]testbed[/]: namespaces {tb.dut.ns} ({tb.dut.addr4}) and {tb.peer.ns} "
             f"({tb.peer.addr4}), veth {tb.dut.ifname} <-> {tb.peer.ifname}")
         x = _xdpstack()
         say(f"$ xdpstack --netns {tb.dut.ns} attach {tb.dut.ifname}")
-        r = subprocess.run([x, "--netns", tb.dut.ns, "attach", tb.dut.ifname], capture_output=True, text=True)
+        r = subprocess.run([x, "--netns", tb.dut.ns, "attach", tb.dut.ifname], capture_output=True, text=True,
+                           timeout=120)
         say(r.stdout.strip() or r.stderr.strip())
         if r.returncode:
             return r.returncode
 
         def detach():
-            subprocess.run([x, "--netns", tb.dut.ns, "detach", "--force", tb.dut.ifname], capture_output=True)
+            subprocess.run([x, "--netns", tb.dut.ns, "detach", "--force", tb.dut.ifname], capture_output=True,
+                           timeout=60)
         undo.callback(detach)
 
         kecho = tb.track(tb.dut.popen(["python3", "-c", KERNEL_ECHO, str(KERNEL_PORT)],
                                       stdout=subprocess.PIPE, text=True))
-        kecho.stdout.readline()
+        try:
+            ready = procs.readline(kecho.stdout, 10).strip() == "ready"
+        except TimeoutError:
+            ready = False
+        if not ready:
+            say(f"[red]the kernel echo service did not start[/] (exit {kecho.poll()})")
+            return 1
         say(f"kernel echo service on udp/{KERNEL_PORT} in {tb.dut.ns}")
         cmd = [x, "--netns", tb.dut.ns, "run", tb.dut.ifname, "--udp", str(USER_PORT), "--user", "nobody",
                "--", "userstack-echo"]
         say("$ " + " ".join(["xdpstack"] + cmd[1:]))
-        launcher = tb.track(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                             text=True))
+        launcher = tb.track(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
 
         def stop_launcher():
-            if launcher.poll() is None:
-                launcher.send_signal(signal.SIGTERM)
-                launcher.wait(5)
+            procs.stop(launcher)            # SIGTERM: the launcher stops the app and undoes its stack
         undo.callback(stop_launcher)
         with netlink.netns(tb.dut.ns):
             deadline = time.monotonic() + 10
             while not registry.list_stacks(tb.dut.ifname):
                 if launcher.poll() is not None or time.monotonic() > deadline:
-                    say(f"[red]the launcher failed[/]: {launcher.stderr.read().strip()}")
+                    why = _said(launcher) or "no stack registered within 10 s"
+                    say(f"[red]the launcher failed[/]: {why}")
                     return 1
                 time.sleep(0.05)
         time.sleep(0.3)
@@ -169,13 +212,18 @@ def run(seconds: float = 8.0, rate: int = 200, console: Console | None = None) -
         client: dict = {}
         start = time.monotonic()
         with netlink.netns(tb.dut.ns), Live(console=console, refresh_per_second=4) as live:
-            while True:
-                ready, _, _ = select.select([client_p.stdout], [], [], 0.25)
-                if ready:
-                    line = client_p.stdout.readline()
+            while time.monotonic() - start < seconds + 30:     # the client ends itself after `seconds`
+                try:
+                    line = procs.readline(client_p.stdout, 0.25)
                     if not line:
                         break
                     client = json.loads(line)
+                except TimeoutError:
+                    pass
+                if launcher.poll() is not None:
+                    say(f"[red]the launcher ended early[/] (exit {launcher.returncode}): "
+                        f"{_said(launcher)}")
+                    return 1
                 snap = counters.snapshot(tb.dut.ifname)
                 rows = [(rec.name, snap.stacks.get(rec.id, {}))
                         for rec in registry.list_stacks(tb.dut.ifname)]
@@ -183,10 +231,13 @@ def run(seconds: float = 8.0, rate: int = 200, console: Console | None = None) -
                 if client.get("done"):
                     break
         client_p.wait(5)
+        user_ok = client.get("echoed", {}).get(str(USER_PORT), 0) > 0
+        if not user_ok:                     # say why before the stack is gone
+            say(f"[red]udp/{USER_PORT}: no echo came back[/]; $ xdpstack --netns {tb.dut.ns} stacks "
+                f"{tb.dut.ifname}\n{_why(x, tb)}")
         stop_launcher()
         say("\nstopped userstack-echo; removing the testbed (namespaces, veth, XDP, pins)")
-    ok = (client.get("echoed", {}).get(str(USER_PORT), 0) > 0
-          and client.get("echoed", {}).get(str(KERNEL_PORT), 0) > 0)
+    ok = user_ok and client.get("echoed", {}).get(str(KERNEL_PORT), 0) > 0
     console.print("[green]done[/]: both stacks answered" if ok else "[red]some echoes never came back[/]")
     return 0 if ok else 1
 

@@ -31,7 +31,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xdpstack import agent, loader, netlink, paths, ports, registry
+from xdpstack import agent, loader, netlink, paths, ports, reach, registry, stackstats
 from xdpstack.errors import NotRoot, StackError, UsageError
 from xdpstack.layout import CONST
 
@@ -93,7 +93,8 @@ def _pdeathsig():
 
 
 def status_dir() -> Path:
-    return paths.RUN_DIR / "stacks"
+    """This network namespace's launcher records (paths.stacks_dir: /run/xdpstack/netns-INODE/stacks)."""
+    return paths.stacks_dir()
 
 
 class Launch:
@@ -107,6 +108,7 @@ class Launch:
         self.xsks = None
         self.claims = None
         self.status_path: Path | None = None
+        self.stats_fd = -1                  # the stack's counters page (stackstats), read live
 
     # -- set-up ----------------------------------------------------------------------------------
     def start(self) -> Launch:
@@ -128,6 +130,8 @@ class Launch:
             raise UsageError(f"--queues must be 1..{CONST['XS_MAX_QUEUES']}")
         user = resolve_user(s.user)
         cmd = resolve_command(s.cmd)
+        if user.uid != os.getuid():                      # before anything is claimed: one line
+            reach.check_executable(cmd[0], reach.Who(user.name, user.uid, user.gid, tuple(user.groups)))
         name = s.name or os.path.basename(cmd[0])
         loader.status(s.ifname)                          # attached by xdpstack, or a clear error
         nic_index = netlink.link_index(s.ifname)
@@ -151,13 +155,17 @@ class Launch:
         self.undo.callback(self.xsks.close)            # closing the sockets empties their XSK slots
         for qid, fd in zip(self.xsks.queue_ids, self.xsks.fds, strict=True):
             registry.set_xsk(s.ifname, self.rec, qid, fd)
+        self.stats_fd, stats_size = stackstats.create()
+        self.undo.callback(os.close, self.stats_fd)
 
         stack_end, ours = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.undo.callback(ours.close)
         stack_tuples = [(p, a or w, port_) for (p, a, port_) in tuples
                         for w in ((None,) if a else ("0.0.0.0", "::"))]
         env = self.xsks.env(name=name[:31].replace(" ", "_"), stack_id=self.rec.id, mac=link.mac,
-                            mtu=link.mtu, addrs=addrs, tuples=stack_tuples, ctl_fd=stack_end.fileno())
+                            mtu=link.mtu, addrs=addrs, tuples=stack_tuples, ctl_fd=stack_end.fileno(),
+                            # a veth's peer is a kernel here: its frames may carry partial checksums
+                            local_peer=link.kind == "veth", stats_fd=self.stats_fd, stats_size=stats_size)
         child_env = {**os.environ, **env, **s.env,
                      "HOME": user.home, "USER": user.name, "LOGNAME": user.name,
                      "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
@@ -165,7 +173,7 @@ class Launch:
         self.user = user                    # before the agent: CMD may claim a port at once
         try:
             self.child = subprocess.Popen(
-                cmd, env=child_env, pass_fds=[*self.xsks.pass_fds, stack_end.fileno()],
+                cmd, env=child_env, pass_fds=[*self.xsks.pass_fds, stack_end.fileno(), self.stats_fd],
                 user=user.uid if as_other else None, group=user.gid if as_other else None,
                 extra_groups=user.groups if as_other else None, preexec_fn=_pdeathsig)
         except OSError as e:
@@ -253,7 +261,7 @@ class Launch:
                 "launcher_pid": os.getpid(), "pid": self.child.pid, "user": self.user.name,
                 "uid": self.user.uid, "cmd": self.spec.cmd, "queues": self.spec.queues,
                 "tuples": [str(c) for c in self.claims], "xdp_statistics": self.xsks.stats(),
-                "updated": time.time()}
+                "stats_fd": self.stats_fd, "updated": time.time()}
         tmp = self.status_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(info))
         tmp.replace(self.status_path)
@@ -267,7 +275,7 @@ def _exit_code(rc: int) -> int:
 
 
 def _netns_id() -> int:
-    return os.stat("/proc/thread-self/ns/net").st_ino
+    return paths.netns_key().inode          # redundant in the per-namespace directory, kept in the name
 
 
 def run(spec: RunSpec) -> int:

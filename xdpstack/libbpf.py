@@ -59,6 +59,11 @@ class ProgInfo(ctypes.Structure):
     ]
 
 
+class MapCreateOpts(ctypes.Structure):      # a prefix of libbpf's struct bpf_map_create_opts
+    _fields_ = [("sz", ctypes.c_size_t), ("btf_fd", ctypes.c_uint32), ("btf_key_type_id", ctypes.c_uint32),
+                ("btf_value_type_id", ctypes.c_uint32)]
+
+
 class XdpAttachOpts(ctypes.Structure):
     _fields_ = [("sz", ctypes.c_size_t), ("old_prog_fd", ctypes.c_int), ("_pad", ctypes.c_int)]
 
@@ -81,6 +86,9 @@ def _load():
         "bpf_prog_get_fd_by_id": (c.c_int, [c.c_uint32]),
         "bpf_map_get_fd_by_id": (c.c_int, [c.c_uint32]),
         "bpf_xdp_attach": (c.c_int, [c.c_int, c.c_int, c.c_uint32, c.POINTER(XdpAttachOpts)]),
+        "bpf_map_create": (c.c_int, [c.c_int, c.c_char_p, c.c_uint32, c.c_uint32, c.c_uint32, c.c_void_p]),
+        "bpf_map_freeze": (c.c_int, [c.c_int]),
+        "bpf_btf_load": (c.c_int, [c.c_void_p, c.c_size_t, c.c_void_p]),
         "libbpf_num_possible_cpus": (c.c_int, []),
     }
     for fn, (res, args) in sig.items():
@@ -106,6 +114,27 @@ def obj_get(path: str) -> int:
 
 def obj_pin(fd: int, path: str) -> None:
     _check(_lib.bpf_obj_pin(fd, os.fsencode(path)), "bpf_obj_pin", path)
+
+
+def btf_load(blob: bytes) -> int:
+    """fd of BTF type information (a raw .BTF section: header, types, strings)."""
+    buf = ctypes.create_string_buffer(blob, len(blob))
+    return _check(_lib.bpf_btf_load(buf, len(blob), None), "bpf_btf_load")
+
+
+def map_create(map_type: int, name: str, key_size: int, value_size: int, max_entries: int,
+               btf: tuple[int, int, int] | None = None) -> int:
+    """fd of a new map; btf = (BTF fd, key type id, value type id) for bpftool's formatted view."""
+    opts = None
+    if btf:
+        opts = ctypes.byref(MapCreateOpts(ctypes.sizeof(MapCreateOpts), *btf))
+    return _check(_lib.bpf_map_create(map_type, name.encode(), key_size, value_size, max_entries, opts),
+                  f"bpf_map_create({name})")
+
+
+def map_freeze(fd: int) -> None:
+    """No more writes from user space (bpftool shows the map as frozen)."""
+    _check(_lib.bpf_map_freeze(fd), "bpf_map_freeze")
 
 
 def map_info(fd: int) -> MapInfo:

@@ -3,13 +3,16 @@
     attach("eth0", mode="auto")      # native XDP, or generic where the driver has none
     detach("eth0")
 
-The pinned objects are the state; this process may exit right after attaching:
+The pinned objects are the state; this process may exit right after attaching. They live in the
+directory of the network namespace the caller is in (paths.py, nsstate.py), so namespaces with
+interfaces of the same name never meet:
 
-    $XDPSTACK_BPFFS/IFACE/prog        xdp_demux, the program attached to IFACE
-    $XDPSTACK_BPFFS/IFACE/port_rx     xdp_port_rx (XDP) and tc_port_tx (TC, SCHED_CLS): loaded, not
-    $XDPSTACK_BPFFS/IFACE/port_tx_tc  attached (the launcher attaches them to a stack's virtual port
-                                      from these pins: XDP on the inner end, clsact ingress on the outer)
-    $XDPSTACK_BPFFS/IFACE/<map>       every map of bpf/maps.h
+    $XDPSTACK_BPFFS/netns-INODE/IFACE/prog        xdp_demux, the program attached to IFACE
+    $XDPSTACK_BPFFS/netns-INODE/IFACE/port_rx     xdp_port_rx (XDP) and tc_port_tx (TC, SCHED_CLS):
+    $XDPSTACK_BPFFS/netns-INODE/IFACE/port_tx_tc  loaded, not attached (the launcher attaches them
+                                                  to a stack's virtual port from these pins: XDP on
+                                                  the inner end, clsact ingress on the outer)
+    $XDPSTACK_BPFFS/netns-INODE/IFACE/<map>       every map of bpf/maps.h
 
 The root defaults to /sys/fs/bpf/xdpstack; bpffs is mounted at /sys/fs/bpf when missing.
 "xdpstack's own program" means: the program attached to IFACE is the one pinned at .../IFACE/prog.
@@ -32,7 +35,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xdpstack import libbpf, netlink, paths, registry
+from xdpstack import libbpf, netlink, nsstate, paths, registry
 from xdpstack.errors import (
     Busy,
     CompileError,
@@ -178,6 +181,7 @@ def _foreign(ifname: str, state: netlink.XdpState, what: str) -> ForeignProgram:
 
 def status(ifname: str) -> Attachment:
     """The attachment of `ifname`: NotAttached / ForeignProgram / NoSuchInterface otherwise."""
+    nsstate.ensure()
     d = paths.pin_dir(ifname)
     try:
         ifindex = netlink.link_index(ifname)
@@ -200,6 +204,7 @@ def status(ifname: str) -> Attachment:
 
 def require_pins(ifname: str) -> Path:
     """The pin directory of `ifname`; NoSuchInterface or NotAttached when there is none."""
+    nsstate.ensure()
     d = paths.pin_dir(ifname)
     if d.is_dir():
         return d
@@ -208,11 +213,12 @@ def require_pins(ifname: str) -> Path:
 
 
 def attached_interfaces() -> list[str]:
-    """Names with a pin directory under the bpffs root (in any namespace: pins are global)."""
-    root = paths.bpffs_root()
-    if not root.is_dir():
+    """Names with a pin directory in this network namespace's directory."""
+    nsstate.ensure()
+    d = paths.netns_dir()
+    if not d.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if p.is_dir())
+    return sorted(p.name for p in d.iterdir() if p.is_dir())
 
 
 # ---- attach -------------------------------------------------------------------------------------
@@ -246,14 +252,14 @@ def refresh_local_addrs(ifname: str) -> int:
 
 
 def _remove_pins(d: Path):
+    """Under the lock: the pins of one interface, then its namespace's directory if it was the last."""
     if d.is_dir():
         for p in d.iterdir():
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
         with contextlib.suppress(FileNotFoundError):
             d.rmdir()
-    with contextlib.suppress(OSError):     # the root goes with its last interface (not if in use)
-        d.parent.rmdir()
+    nsstate.drop_netns_dir_if_unused(d.parent)
 
 
 def _live_stacks(ifname: str) -> list[registry.StackRecord]:
@@ -276,6 +282,7 @@ def attach(ifname: str, mode: str = "auto", force: bool = False, src: str | None
         raise UsageError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     ifindex = netlink.link_index(ifname)
     ensure_bpffs()
+    nsstate.ensure()
     done = _check_before_attach(ifname, ifindex, mode, force)
     if done:
         return done
@@ -317,8 +324,9 @@ def _attach_locked(ifname: str, ifindex: int, mode: str, loaded: Loaded) -> Atta
         _fill_iface(loaded.maps, ifindex, "generic" if mode == "generic" else "native")
         with PinnedMap.from_fd(loaded.maps["local_addrs"]) as m:
             _fill_local_addrs(m, ifindex)
-        d.mkdir(parents=True)
-        pinned = True
+        pinned = True                      # from here on, a failure removes what was made
+        nsstate.make_netns_dir(paths.netns_key())
+        d.mkdir()
         for name, fd in {**loaded.progs, **loaded.maps}.items():
             libbpf.obj_pin(fd, str(d / name))
         prog_fd = loaded.progs["prog"]

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from xdpstack import libbpf, paths
+from xdpstack import libbpf, nsstate, paths
 from xdpstack.errors import NotAttached, UsageError, XdpstackError
 from xdpstack.layout import BPF_DIR, ffi
 
@@ -239,9 +239,10 @@ class PinnedMap:
 
 
 def open_map(ifname: str, name: str) -> PinnedMap:
-    """The pinned map `name` of interface `ifname`."""
+    """The pinned map `name` of interface `ifname` in the current network namespace."""
     if name not in DECLS:
         raise UsageError(f"no map {name!r}: xdpstack's maps are {', '.join(MAP_NAMES)}")
+    nsstate.ensure()
     path = paths.pin_dir(ifname) / name
     try:
         return PinnedMap(path)
@@ -252,6 +253,7 @@ def open_map(ifname: str, name: str) -> PinnedMap:
 
 def map_pins(ifname: str) -> list[Path]:
     """Pin paths of the maps of `ifname` that exist, in maps.h order."""
+    nsstate.ensure()
     d = paths.pin_dir(ifname)
     return [d / n for n in MAP_NAMES if (d / n).exists()]
 

@@ -10,7 +10,8 @@ the demux passes them, and the kernel answers as for a closed port.
 
 Order keeps the invariants on every path: a claim binds first and writes the maps second; a release
 removes the map entries first and closes the socket second. All mutations of the maps from any
-process serialize on one flock (/run/xdpstack/lock). A failed claim leaves nothing behind.
+process serialize on the namespace's flock (/run/xdpstack/netns-<inode>/lock, nsstate.locked): the
+maps of an interface are per namespace, and so is the lock. A failed claim leaves nothing behind.
 
     with Stack.create("eth0", "echo", uid=1000, gid=1000) as st:     # record in `stacks`
         with st.claim("udp", None, 7000):                             # 0.0.0.0:7000 and [::]:7000
@@ -25,18 +26,16 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
-import fcntl
 import ipaddress
 import os
 import pwd
 import socket
 import struct
-import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from xdpstack import libbpf, paths, ports
-from xdpstack.errors import ClaimError, NotRoot, PermissionDenied, PortInUse, StackError, UsageError
+from xdpstack import libbpf, netlink, nsstate, ports
+from xdpstack.errors import ClaimError, PermissionDenied, PortInUse, StackError, UsageError
 from xdpstack.layout import CONST, PROTO_NAMES, PROTOS, ffi, tuple_from_key, tuple_key
 from xdpstack.maps import PinnedMap, open_map
 
@@ -55,32 +54,7 @@ def claims_by_port_index(family: int, proto: str | int, port: int) -> int:
 
 # ---- the lock -----------------------------------------------------------------------------------
 
-_tlock = threading.RLock()
-_depth = 0
-_lockfd = -1
-
-
-@contextlib.contextmanager
-def locked() -> Iterator[None]:
-    """Hold the cross-process xdpstack lock (re-entrant within this process)."""
-    global _depth, _lockfd
-    with _tlock:
-        if _depth == 0:
-            try:
-                paths.RUN_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
-                fd = os.open(paths.lock_path(), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            except PermissionError:
-                raise NotRoot(f"cannot open {paths.lock_path()}: xdpstack needs root") from None
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            _lockfd = fd
-        _depth += 1
-        try:
-            yield
-        finally:
-            _depth -= 1
-            if _depth == 0:
-                os.close(_lockfd)            # closing drops the flock
-                _lockfd = -1
+locked = nsstate.locked                    # the namespace's lock: every mutation of its maps holds it
 
 
 # ---- records ------------------------------------------------------------------------------------
@@ -679,7 +653,8 @@ def _unprivileged_port_start() -> int:
 
 def release(claims: Claim | ClaimSet | Iterable[Claim]) -> None:
     """Remove the claims' map entries, then close their sockets. Idempotent; tolerates an interface
-    that was detached meanwhile (then only the sockets are closed)."""
+    that was detached meanwhile (then only the sockets are closed). Called from another network
+    namespace it only closes the sockets: the maps there have another id (Stack.close goes home)."""
     if isinstance(claims, Claim):
         claims = [claims]
     todo = [c for c in claims if not c.released]
@@ -715,12 +690,27 @@ def release(claims: Claim | ClaimSet | Iterable[Claim]) -> None:
 
 class Stack:
     """A registered stack with the claims made through it: close() releases them all and removes
-    the record. The launcher keeps one per application for the application's lifetime."""
+    the record. The launcher keeps one per application for the application's lifetime.
+
+    The stack belongs to the network namespace it was created in (its maps are that namespace's):
+    it keeps that namespace open and goes back into it for claims and close(), from whatever
+    namespace the calling thread is in then. A bare unregister_stack() there would reach the maps
+    of that namespace's interface of the same name, which are not this stack's."""
 
     def __init__(self, ifname: str, record: StackRecord, uid: int, gid: int):
         self.ifname, self.record, self.uid, self.gid = ifname, record, uid, gid
         self.claimsets: list[ClaimSet] = []
         self.closed = False
+        self._netns = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+
+    @contextlib.contextmanager
+    def _home(self) -> Iterator[None]:
+        """Run the block in the stack's namespace (setns only when the thread is elsewhere)."""
+        if os.fstat(self._netns).st_ino == os.stat("/proc/thread-self/ns/net").st_ino:
+            yield
+        else:
+            with netlink.netns(f"/proc/self/fd/{self._netns}"):
+                yield
 
     @classmethod
     def create(cls, ifname: str, name: str, *, uid: int, gid: int, pid: int | None = None, queues: int = 1,
@@ -737,22 +727,29 @@ class Stack:
         return self.claim_all([(proto, addr, port)])
 
     def claim_all(self, tuples: Iterable[TupleSpec]) -> ClaimSet:
-        cs = claim_all(self.ifname, tuples, self.record, self.uid, self.gid)
+        with self._home():
+            cs = claim_all(self.ifname, tuples, self.record, self.uid, self.gid)
         self.claimsets.append(cs)
         return cs
 
     def set_xsk(self, queue: int, sock_fd: int) -> None:
-        set_xsk(self.ifname, self.record, queue, sock_fd)
+        with self._home():
+            set_xsk(self.ifname, self.record, queue, sock_fd)
 
     def close(self) -> None:
         if self.closed:
             return
         try:
-            release([c for cs in self.claimsets for c in cs])
+            with self._home():
+                try:
+                    release([c for cs in self.claimsets for c in cs])
+                finally:
+                    self.closed = True
+                    with contextlib.suppress(Exception):
+                        unregister_stack(self.ifname, self.id)
         finally:
             self.closed = True
-            with contextlib.suppress(Exception):
-                unregister_stack(self.ifname, self.id)
+            os.close(self._netns)
 
     def __enter__(self) -> Stack:
         return self

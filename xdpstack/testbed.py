@@ -8,10 +8,12 @@ on every exit path.
     | 2001:db8::1/64         |             | 2001:db8::2/64         |
     +------------------------+             +------------------------+
 
-Interface names are unique per testbed (pins live under $XDPSTACK_BPFFS/<ifname>), addresses come
-from 198.18.0.0/15 and 2001:db8::/32 only. The peer behaves like a host behind a real NIC: its veth
-sends complete checksums (tx checksum offload off) and has GRO on, so frames redirected into it are
-accepted.
+Interface names are random per testbed by default, so that a leftover link names its testbed. They
+need not be unique: xdpstack's state is per network namespace, and the pair is made inside the
+namespaces, never in the host's, so `Testbed(dut_ifname="eth0")` works beside the host's eth0.
+Addresses come from 198.18.0.0/15 and 2001:db8::/32 only. Both veths keep the kernel's default
+offloads: the peer's TCP/UDP frames reach XDP with partial checksums (tx checksum offload on), which
+a stack accepts because its NIC is a veth (XDPSTACK_LOCAL_PEER, userstack/csrc/env.h).
 """
 from __future__ import annotations
 
@@ -57,12 +59,14 @@ class Testbed:
     queues: int = 1
     mtu: int = 1500
     id: str = field(default_factory=lambda: f"{PREFIX}{secrets.token_hex(3)}")
+    dut_ifname: str = ""                  # default: "<id>d"
     dut: Host = None  # type: ignore[assignment]
     peer: Host = None  # type: ignore[assignment]
     _procs: list = field(default_factory=list)
 
     def __post_init__(self):
-        self.dut = Host(ns=f"{self.id}-dut", ifname=f"{self.id}d", addr4="198.18.0.1", addr6="2001:db8::1")
+        self.dut = Host(ns=f"{self.id}-dut", ifname=self.dut_ifname or f"{self.id}d", addr4="198.18.0.1",
+                        addr6="2001:db8::1")
         self.peer = Host(ns=f"{self.id}-peer", ifname=f"{self.id}p", addr4="198.18.0.2", addr6="2001:db8::2")
 
     # -- life cycle -------------------------------------------------------------------------------
@@ -79,10 +83,9 @@ class Testbed:
             netns.create(h.ns)
             _created.add(h.ns)
         q = {"num_rx_queues": self.queues, "num_tx_queues": self.queues}
-        with IPRoute() as ipr:
+        with self.dut.ipr() as ipr:         # made in the dut namespace: no name meets the host's
             ipr.link("add", ifname=self.dut.ifname, kind="veth", **q,
                      peer={"ifname": self.peer.ifname, "net_ns_fd": self.peer.ns, **q})
-            ipr.link("set", index=ipr.link_lookup(ifname=self.dut.ifname)[0], net_ns_fd=self.dut.ns)
         for h in (self.dut, self.peer):
             with h.ipr() as ipr:
                 ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
@@ -93,8 +96,6 @@ class Testbed:
                 ipr.link("set", index=idx, state="up")
                 link = ipr.get_links(idx)[0]
                 h.ifindex, h.mac = idx, link.get("address")
-        # Like a host behind a real NIC: full checksums on the wire, GRO to accept XDP redirects.
-        self.peer.run(["ethtool", "-K", self.peer.ifname, "tx", "off", "gro", "on"])
         # Static neighbours: tests do not wait for ARP/ND unless they test it.
         for a, b in ((self.dut, self.peer), (self.peer, self.dut)):
             a.run(f"ip neigh replace {b.addr4} lladdr {b.mac} dev {a.ifname} nud permanent && "

@@ -13,6 +13,8 @@ import subprocess
 import sys
 import time
 
+from xdpstack import procs
+
 BIN = os.path.dirname(sys.executable)
 HTTPD = os.path.join(BIN, "userstack-httpd")
 TCPPERF = os.path.join(BIN, "userstack-tcpperf")
@@ -105,11 +107,14 @@ class KernelServer:
         listen = f"[{self.addr}]:0" if ":" in self.addr else f"{self.addr}:0"
         self.p = subprocess.Popen([HTTPD, "--kernel", "--listen", listen, *self.args],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        line = self.p.stderr.readline()
+        try:
+            line = procs.readline(self.p.stderr, 10)
+        except TimeoutError:
+            line = ""
         m = re.search(r"serving http://\[?[^\]]*\]?:(\d+)/", line)
         if not m:
-            self.p.kill()
-            raise RuntimeError(f"userstack-httpd did not start: {line}{self.p.stderr.read()}")
+            procs.stop(self.p)
+            raise RuntimeError(f"userstack-httpd did not start: {line}{procs.available(self.p.stderr)}")
         self.port = int(m.group(1))
         return self
 
@@ -128,7 +133,7 @@ class KernelServer:
     def report(self) -> dict:
         """Counters now (SIGUSR1)."""
         self.p.send_signal(signal.SIGUSR1)
-        return json.loads(self.p.stdout.readline())
+        return json.loads(procs.readline(self.p.stdout, 10))
 
     def stop(self) -> dict:
         if self.p.poll() is None:

@@ -6,13 +6,23 @@ from __future__ import annotations
 import json
 import os
 import struct
+from pathlib import Path
 
 import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from tests.e2e.xdpstack_helpers import assert_clean, bpftool, in_ns, invoke, run_exe, xdp_prog_id
-from xdpstack import libbpf, loader, maps, paths, registry
+from tests.e2e.xdpstack_helpers import (
+    assert_clean,
+    assert_no_state,
+    bpftool,
+    in_ns,
+    invoke,
+    pin_dir,
+    run_exe,
+    xdp_prog_id,
+)
+from xdpstack import libbpf, loader, maps, registry
 from xdpstack.layout import CONST
 
 pytest_plugins = ["tests.e2e.xdpstack_fixtures"]
@@ -36,8 +46,9 @@ def test_attach_pins_where_stated_and_detach_cleans(module_bed, tmp_path):
     ns, ifname = tb.dut.ns, tb.dut.ifname
     r = run_exe("--netns", ns, "attach", ifname)
     assert r.code == 0 and "in native mode" in r.out, r
-    d = paths.pin_dir(ifname)
-    assert str(d).startswith(os.environ["XDPSTACK_BPFFS"])
+    d = pin_dir(tb)
+    inode = os.stat(f"/run/netns/{ns}").st_ino              # what `ls -l /proc/PID/ns/net` shows
+    assert d == Path(os.environ["XDPSTACK_BPFFS"]) / f"netns-{inode}" / ifname
     assert sorted(os.listdir(d)) == sorted(["prog", "port_rx", "port_tx_tc", *maps.MAP_NAMES])
     # the pinned program is the attached one; the port programs are loaded, not attached
     prog = pinned_id(d / "prog")
@@ -69,6 +80,7 @@ def test_attach_pins_where_stated_and_detach_cleans(module_bed, tmp_path):
     r = run_exe("--netns", ns, "detach", ifname)
     assert r.code == 0 and f"program {prog} removed" in r.out, r
     assert_clean(tb)
+    assert_no_state(tb)                             # its last interface: the namespace's dirs go too
     one_line_error(run_exe("--netns", ns, "detach", ifname), "not attached")
     one_line_error(run_exe("--netns", ns, "status", ifname), "not attached", "xdpstack attach")
 
@@ -81,6 +93,7 @@ def test_generic_mode_and_auto_fallback(module_bed):
         one_line_error(invoke("--netns", ns, "attach", br, "--mode", "native"),
                        "no native XDP", "--mode generic")
         assert_clean(tb, br)                        # it had pinned before attaching: all gone
+        assert_no_state(tb)                         # the namespace's directories and lock too
         r = invoke("--netns", ns, "attach", br, "--json")
         assert r.code == 0 and r.json()["mode"] == "generic" and not r.json()["already_attached"], r
         r = invoke("--netns", ns, "attach", br)
@@ -117,14 +130,15 @@ def test_someone_elses_program_is_never_replaced_without_force(foreign):
     tb, prog = foreign
     ns, ifname = tb.dut.ns, tb.dut.ifname
     one_line_error(invoke("--netns", ns, "attach", ifname), "did not attach", f"id {prog}", "--force")
-    assert xdp_prog_id(tb) == prog and not paths.pin_dir(ifname).exists()
+    assert xdp_prog_id(tb) == prog and not pin_dir(tb).exists()
     one_line_error(invoke("--netns", ns, "detach", ifname), "did not attach", "xdp off")
     one_line_error(invoke("--netns", ns, "detach", ifname, "--force"), "did not attach")
     one_line_error(invoke("--netns", ns, "status", ifname), "did not attach")
     assert xdp_prog_id(tb) == prog
+    assert_no_state(tb)
     r = invoke("--netns", ns, "attach", ifname, "--force")
     assert r.code == 0 and f"replaced program {prog}" in r.out, r
-    mine = pinned_id(paths.pin_dir(ifname) / "prog")
+    mine = pinned_id(pin_dir(tb) / "prog")
     assert xdp_prog_id(tb) == mine != prog
     assert invoke("--netns", ns, "detach", ifname).code == 0
     assert_clean(tb)
@@ -140,7 +154,7 @@ def test_detach_refuses_while_claims_are_held(module_bed):
     try:
         one_line_error(invoke("--netns", ns, "detach", ifname),
                        "still has 1 stack(s) with 2 claim(s)", "'busy'", "--force")
-        assert xdp_prog_id(tb) is not None and paths.pin_dir(ifname).is_dir()
+        assert xdp_prog_id(tb) is not None and pin_dir(tb).is_dir()
         r = invoke("--netns", ns, "detach", ifname, "--force")
         assert r.code == 0
         assert_clean(tb)
@@ -164,7 +178,7 @@ def test_stale_pins(module_bed):
     tb.dut.run(f"ip link set dev {ifname} xdp off")
     r = invoke("--netns", ns, "attach", ifname)                   # replaces the stale pins
     assert r.code == 0 and "attached xdpstack" in r.out
-    assert pinned_id(paths.pin_dir(ifname) / "prog") == xdp_prog_id(tb)
+    assert pinned_id(pin_dir(tb) / "prog") == xdp_prog_id(tb)
     assert invoke("--netns", ns, "detach", ifname).code == 0
     assert_clean(tb)
 
@@ -184,6 +198,7 @@ def test_a_program_that_fails_to_load_leaves_nothing(module_bed, tmp_path):
     r = run_exe("--netns", tb.dut.ns, "attach", tb.dut.ifname, env={"XDPSTACK_BPF_SRC": str(bad)})
     assert r.code == 1 and "does not compile" in r.err.strip().splitlines()[-1], r
     assert_clean(tb)
+    assert_no_state(tb)
 
 
 def test_loader_check(tmp_path):
@@ -281,6 +296,6 @@ def test_pins_of_an_interface_that_is_gone(module_bed):
         assert r.code == 0 and any(d["ifname"] == br and not d["attached"] for d in r.json())
         r = invoke("--netns", ns, "detach", br, "--force")
         assert r.code == 0 and "stale pins" in r.out
-        assert not paths.pin_dir(br).exists()
+        assert not pin_dir(tb, br).exists()
     finally:
         tb.dut.run(f"ip link del {br}", check=False)

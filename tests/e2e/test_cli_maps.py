@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from tests.e2e.xdpstack_helpers import bpftool, in_ns, invoke, ping, run_exe
+from tests.e2e.xdpstack_helpers import bpftool, in_ns, invoke, pin_dir, ping, run_exe
 from xdpstack import maps, registry
 from xdpstack.layout import CONST
 
@@ -19,7 +19,7 @@ COUNTERS = {"stats", "stack_stats"}          # may move between two dumps: compa
 
 def compare(tb, mapname: str, as_json: bool, exe: bool = False) -> None:
     ifname = tb.dut.ifname
-    path = f"{maps.paths.pin_dir(ifname)}/{mapname}"
+    path = f"{pin_dir(tb)}/{mapname}"
     args = ["--netns", tb.dut.ns, "maps", "dump", ifname, mapname] + (["--json"] if as_json else [])
     tries = 4 if mapname in COUNTERS else 1
     for attempt in range(tries):
@@ -97,7 +97,8 @@ def test_entries_are_really_there(populated):
 def test_list_equals_bpftool_map_show(populated):
     tb, _ = populated
     ifname = tb.dut.ifname
-    pins = maps.map_pins(ifname)
+    with in_ns(tb):                                 # the pins of the dut namespace's interface
+        pins = maps.map_pins(ifname)
     by_id = sorted(pins, key=lambda p: maps.PinnedMap(p).id)
     text = "".join(bpftool("-f", "map", "show", "pinned", str(p)).stdout for p in by_id)
     objs = [bpftool("-j", "-f", "map", "show", "pinned", str(p)).stdout.rstrip("\n") for p in by_id]
@@ -112,6 +113,9 @@ def test_list_equals_bpftool_map_show(populated):
 
 def test_show_single_map_equals_bpftool(populated):
     tb, _ = populated
-    for p in maps.map_pins(tb.dut.ifname):
+    with in_ns(tb):
+        pins = maps.map_pins(tb.dut.ifname)
+    assert len(pins) == len(maps.MAP_NAMES)
+    for p in pins:
         assert maps.show_text(p) == bpftool("-f", "map", "show", "pinned", str(p)).stdout
         assert maps.show_json(p, show_pinned=False) == bpftool("-j", "map", "show", "pinned", str(p)).stdout

@@ -1,6 +1,7 @@
 """`make demo`'s job: both stacks answer, and the demo leaves nothing behind."""
 from __future__ import annotations
 
+import glob
 import os
 import re
 import subprocess
@@ -21,8 +22,10 @@ def test_demo_shows_both_stacks_and_cleans_up():
     assert sent_echoed and all(int(e) > 0 for _, e in sent_echoed), p.stdout
     namespaces = set(re.findall(r"(xst[0-9a-f]+-(?:dut|peer))", p.stdout))
     assert namespaces
-    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout.split()
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True,
+                            timeout=20).stdout.split()
     assert not namespaces & set(listed)
     ifname = re.search(r"attached xdpstack to (\S+):", p.stdout).group(1)
     root = os.environ.get("XDPSTACK_BPFFS", "/sys/fs/bpf/xdpstack")
-    assert not os.path.exists(os.path.join(root, ifname))
+    # pins live in the demo namespace's directory, <root>/netns-<inode>/<ifname>: none may be left
+    assert not glob.glob(os.path.join(root, "netns-*", ifname))

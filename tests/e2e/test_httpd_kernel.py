@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.httpd_helpers import DEFAULT_BODY, HTTPD, Conn, KernelServer, get, wait_for
+from xdpstack import procs
 
 
 @pytest.fixture(scope="module")
@@ -332,7 +333,7 @@ def test_unreadable_file_403(www):
                           HTTPD, "--kernel", "--listen", "127.0.0.1:0", "--root", str(www)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        port = int(p.stderr.readline().rsplit(":", 1)[1].split("/")[0])
+        port = int(procs.readline(p.stderr, 10).rsplit(":", 1)[1].split("/")[0])
         with Conn(("127.0.0.1", port)) as c:
             c.send(get("/noperm.txt") + get("/a.txt"))
             assert c.response().status == 403

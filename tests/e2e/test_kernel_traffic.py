@@ -12,7 +12,7 @@ import pytest
 
 from tests.e2e.xdpstack_helpers import in_ns, ping
 from tests.fixtures.testbed import wait_until
-from xdpstack import counters, netlink, registry
+from xdpstack import counters, netlink, procs, registry
 
 pytest_plugins = ["tests.e2e.xdpstack_fixtures"]
 pytestmark = pytest.mark.root
@@ -45,7 +45,7 @@ def traffic_bed(attached_bed, tmp_path_factory):
     http = tb.track(tb.dut.popen([sys.executable, "-m", "http.server", "--bind", "::", "--directory",
                                   str(www), "8000"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
     echo = tb.track(tb.dut.popen([sys.executable, "-c", UDP_ECHO], stdout=subprocess.PIPE, text=True))
-    assert echo.stdout.readline().strip() == "ready"
+    assert procs.readline(echo.stdout, 10).strip() == "ready"
     assert wait_until(lambda: tb.dut.run("ss -ltn 'sport = :8000'", check=False).stdout.count("LISTEN"), 10)
     with in_ns(tb):
         st = registry.Stack.create(tb.dut.ifname, "other-ports", uid=0, gid=0)

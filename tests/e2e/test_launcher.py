@@ -8,16 +8,18 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
 
 from tests.e2e.xdpstack_helpers import in_ns
 from tests.fixtures.testbed import wait_until
-from xdpstack import registry
+from xdpstack import procs, registry
 
 pytest_plugins = ["tests.e2e.xdpstack_fixtures"]
 pytestmark = pytest.mark.root
@@ -63,13 +65,15 @@ def claims(tb) -> list:
 def wait_running(tb, p: subprocess.Popen, n: int = 1):
     """Until n stacks are registered and their applications have started."""
     assert wait_until(lambda: len(stacks(tb)) >= n or p.poll() is not None, 10), "no stack registered"
-    assert p.poll() is None, p.communicate()
+    assert p.poll() is None, p.communicate(timeout=10)
     assert wait_until(lambda: app_pid(p), 5)
 
 
 def app_pid(p: subprocess.Popen) -> int | None:
-    out = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
-    return int(out[0]) if out else None
+    """The launcher's child that runs the command, once it has exec'd it (the launcher's other
+    children run its own Python: its reachability check, the app between fork and exec)."""
+    kids = procs.exec_children(p.pid)
+    return kids[0] if kids else None
 
 
 def echoes(tb, port: int, family: int = 4, n: int = 5) -> int:
@@ -204,7 +208,7 @@ def test_a_port_the_kernel_holds_is_refused_naming_the_holder(attached_bed):
     holder = tb.track(tb.dut.popen(["python3", "-c", "import socket, time; s = socket.socket(socket.AF_INET, "
                                     "socket.SOCK_DGRAM); s.bind(('0.0.0.0', 7060)); print('ok', flush=True); "
                                     "time.sleep(30)"], stdout=subprocess.PIPE, text=True))
-    assert holder.stdout.readline().strip() == "ok"
+    assert procs.readline(holder.stdout, 10).strip() == "ok"
     p = launch(tb, "--udp", "7060")
     _, err = p.communicate(timeout=10)
     holder.kill()
@@ -237,13 +241,36 @@ def test_command_not_found_and_interface_not_attached(attached_bed):
     assert_nothing_left(tb)
 
 
+def test_a_command_the_user_cannot_reach_is_refused_before_any_claim(attached_bed):
+    """A program under a 0700 directory (a clone in /root), directly or as a script's interpreter."""
+    tb, _ = attached_bed
+    with tempfile.TemporaryDirectory() as private, tempfile.TemporaryDirectory() as public:
+        os.chmod(public, 0o755)
+        prog = shutil.copy("/usr/bin/true", os.path.join(private, "app"))
+        script = os.path.join(public, "app.sh")
+        with open(script, "w") as f:
+            f.write(f"#!{prog}\n")
+        os.chmod(script, 0o755)
+        for cmd, interp in ((prog, ""), (script, f" (the interpreter of {script})")):
+            p = subprocess.run([XDPSTACK, "--netns", tb.dut.ns, "run", tb.dut.ifname, "--udp", "7085",
+                                "--user", "nobody", "--", cmd], capture_output=True, text=True, timeout=20)
+            assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+            assert (f"user nobody cannot execute {prog}{interp}: {private} (drwx------) is not searchable "
+                    f"by nobody") in p.stderr, p.stderr
+            assert_nothing_left(tb)
+        p = subprocess.run([XDPSTACK, "--netns", tb.dut.ns, "run", tb.dut.ifname, "--udp", "7085", "--",
+                            prog], capture_output=True, text=True, timeout=20)    # root reaches it
+        assert p.returncode == 0, p.stderr
+    assert_nothing_left(tb)
+
+
 def test_kernel_services_keep_working_beside_a_stack(attached_bed):
     tb, _ = attached_bed
     kecho = tb.track(tb.dut.popen(["python3", "-c", "import socket; s = socket.socket(socket.AF_INET, "
                                    "socket.SOCK_DGRAM); s.bind(('0.0.0.0', 7091)); print('ok', flush=True)\n"
                                    "while True:\n  d, a = s.recvfrom(2048); s.sendto(d, a)"],
                                   stdout=subprocess.PIPE, text=True))
-    assert kecho.stdout.readline().strip() == "ok"
+    assert procs.readline(kecho.stdout, 10).strip() == "ok"
     p = launch(tb, "--udp", "7090")
     wait_running(tb, p)
     assert echoes(tb, 7090, n=20) == 20 and echoes(tb, 7091, n=20) == 20
@@ -321,7 +348,7 @@ def test_an_ephemeral_udp_port_is_claimed_from_the_kernel(attached_bed):
     echo_once = ("import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
                  "s.bind(('0.0.0.0', 7111)); print('ok', flush=True)\nd, a = s.recvfrom(100); s.sendto(d, a)")
     kecho = tb.track(tb.peer.popen(["python3", "-c", echo_once], stdout=subprocess.PIPE, text=True))
-    assert kecho.stdout.readline().strip() == "ok"
+    assert procs.readline(kecho.stdout, 10).strip() == "ok"
     p = launch(tb, "--udp", "7110", cmd=(sys.executable, "-c", UDP_EPHEMERAL_APP, tb.peer.addr4, "7111"))
     out, err = p.communicate(timeout=20)
     assert p.returncode == 0, err

@@ -26,6 +26,7 @@ from tests.e2e.test_launcher import app_pid, assert_nothing_left, echoes, launch
 from tests.e2e.xdpstack_helpers import in_ns
 from tests.fixtures.testbed import wait_until
 from xdpstack import maps, netlink, ports, registry
+from xdpstack.procs import readline
 
 pytest_plugins = ["tests.e2e.xdpstack_fixtures"]
 pytestmark = pytest.mark.root
@@ -186,12 +187,12 @@ def test_the_kernel_never_sees_a_denied_frame(two_stacks, wire):
             "s.bind(('0.0.0.0', 7398)); s.settimeout(1.5); print('ok', flush=True)\n"
             "try: print(s.recv(100))\nexcept OSError: print('none')")
     sink = tb.track(tb.dut.popen(["python3", "-c", code], stdout=subprocess.PIPE, text=True))
-    assert sink.stdout.readline().strip() == "ok"
+    assert readline(sink.stdout, 10).strip() == "ok"
     f = bytes(Ether(src=tb.peer.mac, dst=outer["address"]) / IP(src=tb.peer.addr4, dst=tb.dut.addr4)
               / UDP(sport=7300, dport=7398) / b"to-the-dut-kernel")
     before = counters(tb, stacks["a"])["tx_denied"]
     wire.send(inner_name(tb, stacks["a"]), f)
-    assert sink.stdout.readline().strip() == "none"
+    assert readline(sink.stdout, 10).strip() == "none"
     sink.wait(5)
     assert counters(tb, stacks["a"])["tx_denied"] == before + 1
 
@@ -210,7 +211,7 @@ def test_the_guard_sees_frames_on_either_veth_receive_path(two_stacks, wire, nap
     through the per-CPU backlog. The guard (TC ingress) must see the frame either way."""
     tb, stacks = two_stacks
     a = stacks["a"]
-    if napi:
+    if napi:                        # this case's subject, not a testbed setting: the NAPI path
         tb.dut.run(["ethtool", "-K", outer_name(tb, a), "gro", "on"])
         tb.dut.run(["ethtool", "-K", inner_name(tb, a), "tso", "off"])
     n0, before = napi_frames(tb, outer_name(tb, a)), counters(tb, a)

@@ -17,6 +17,7 @@ from tests.e2e.xdpstack_helpers import in_ns
 from tests.fixtures.testbed import wait_until
 from xdpstack import counters, maps, registry
 from xdpstack.errors import ClaimError, PermissionDenied, PortInUse, StackError
+from xdpstack.procs import readline
 from xdpstack.registry import Stack, claims_by_port_index
 
 pytest_plugins = ["tests.e2e.xdpstack_fixtures"]
@@ -90,7 +91,8 @@ def test_claim_writes_maps_and_release_frees_everything(tb):
 def test_reservation_socket_belongs_to_the_claiming_user(tb):
     with Stack.create(tb.dut.ifname, "u", uid=NOBODY, gid=NOBODY) as st:
         st.claim("tcp", "198.18.0.1", 7001)
-        out = subprocess.run(["ss", "-tan", "-e", "state", "bound-inactive"], capture_output=True, text=True)
+        out = subprocess.run(["ss", "-tan", "-e", "state", "bound-inactive"], capture_output=True, text=True,
+                             timeout=20)
         if out.returncode != 0:                 # older ss: sock_diag through pyroute2
             holders = registry._socket_holders("tcp", 7001)
             assert holders and holders[0][2] == NOBODY
@@ -129,7 +131,7 @@ def test_port_held_by_the_kernel_names_the_holder(tb, proto):
         import socket, sys, time
         s = socket.socket(socket.AF_INET, socket.{kind}); s.bind(("198.18.0.1", 8080)); {listen}
         print("ready", flush=True); time.sleep(60)""")], stdout=subprocess.PIPE, text=True))
-    assert p.stdout.readline().strip() == "ready"
+    assert readline(p.stdout, 10).strip() == "ready"
     pid = p.pid                                     # `ip netns exec` execs the command
     with Stack.create(tb.dut.ifname, "s", uid=0, gid=0) as st:
         holder = rf"in use by python\S* \(pid {pid}, user root, bound to 198\.18\.0\.1\)"
@@ -227,7 +229,7 @@ def test_two_processes_and_a_killed_owner(tb):
     p = subprocess.Popen([sys.executable, "-c", HOLDER, tb.dut.ns, ifname], stdout=subprocess.PIPE,
                          text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
     try:
-        other = int(p.stdout.readline())
+        other = int(readline(p.stdout, 30))
         assert [s.pid for s in registry.list_stacks(ifname)] == [p.pid]
         with Stack.create(ifname, "mine", uid=0, gid=0) as st:
             assert st.id != other
@@ -268,7 +270,7 @@ def test_concurrent_claimers_serialize(tb):
              for base in (20000, 21000)]
     try:
         for p in procs:
-            p.stdout.readline()
+            readline(p.stdout, 30)
         claims = registry.list_claims(ifname)
         kept = sorted(b + i for b in (20000, 21000) for i in range(1, 15, 2))     # every other one released
         assert sorted(c.port for c in claims) == kept

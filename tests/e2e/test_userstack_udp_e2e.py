@@ -20,6 +20,7 @@ import pytest
 
 from tests.fixtures import testbed as tbmod
 from tests.fixtures.userstack_xdp import UdpRedirect, as_user, in_netns
+from xdpstack import procs
 
 pytestmark = pytest.mark.root
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -116,7 +117,8 @@ def launch_echo(tb: tbmod.Testbed, prog: UdpRedirect, args=(), queues=None, user
         a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         resolver = Resolver(b, info["ifindex"])
     env = xs.env(name="echo", mac=info["mac"], mtu=info["mtu"], addrs=info["addrs"],
-                 tuples=[("udp", "0.0.0.0", 7000), ("udp", "::", 7000)], ctl_fd=a.fileno())
+                 tuples=[("udp", "0.0.0.0", 7000), ("udp", "::", 7000)], ctl_fd=a.fileno(),
+                 local_peer=info["kind"] == "veth")
     Attached(tb, prog).attach(xs.queue_ids, xs.fds)
     p = subprocess.Popen([ECHO, *args], cwd=REPO,
                          env={**os.environ, **env, "PYTHONPATH": REPO}, pass_fds=[*xs.pass_fds, a.fileno()],
@@ -139,11 +141,11 @@ def stop_echo(tb, prog, xs, resolver, p) -> dict:
 def test_c_echo_every_size_v4_v6_unprivileged(testbed, redirect):
     tb = testbed
     kecho = tb.track(tb.dut.popen(["python3", "-c", KERNEL_ECHO, "7100"], stdout=subprocess.PIPE, text=True))
-    assert kecho.stdout.readline().strip() == "ready"
+    assert procs.readline(kecho.stdout, 10).strip() == "ready"
     xs, resolver, p = launch_echo(tb, redirect)
     try:
         time.sleep(0.3)
-        assert p.poll() is None, p.stderr.read()
+        assert p.poll() is None, procs.available(p.stderr)
         r4 = run_client(tb, "4", 7000, list(range(0, 1473)) + [1472] * 500)
         r6 = run_client(tb, "6", 7000, list(range(0, 1453)) + [0] * 500)
     finally:
@@ -154,6 +156,7 @@ def test_c_echo_every_size_v4_v6_unprivileged(testbed, redirect):
     assert r4["ok"] == 1973 and r6["ok"] == 1953
     assert r4["kernel"] == "kernel" and r6["kernel"] == "kernel"    # the kernel keeps port 7100
     assert stats["datagrams"] >= 1973 + 1953 and stats["rx_bad_csum"] == 0 and stats["rx_malformed"] == 0
+    assert stats["rx_csum_partial"] >= 1973 + 1953          # the peer's default offloads: partial sums
 
 
 def test_python_api_echo_in_process(testbed, redirect):

@@ -20,6 +20,7 @@ import time
 
 from tests.fixtures import testbed as tbmod
 from tests.fixtures.userstack_xdp import PortRedirect, as_user, in_netns
+from xdpstack import procs
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.dirname(sys.executable)
@@ -56,7 +57,8 @@ class App:
         tuples = [(proto, w, p) for proto, ports in (("tcp", tcp), ("udp", udp)) for p in ports
                   for w in ("0.0.0.0", "::")]
         xenv = self.xs.env(name="app", mac=info["mac"], mtu=info["mtu"], addrs=info["addrs"], tuples=tuples,
-                           ctl_fd=a.fileno())
+                           ctl_fd=a.fileno(),
+                           local_peer=info["kind"] == "veth")
         with in_netns(tb.dut.ns):
             prog.set_sockets(self.xs.queue_ids, self.xs.fds)
             prog.attach(tb.dut.ifname)
@@ -75,7 +77,10 @@ class App:
             return
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            line = self.p.stderr.readline()
+            try:
+                line = procs.readline(self.p.stderr, max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                break
             if marker in line:
                 return
             if not line and self.p.poll() is not None:
@@ -136,8 +141,11 @@ def peer_popen(tb: tbmod.Testbed, code: str, *args) -> subprocess.Popen:
     """A Python script in the peer namespace in the background; it prints "ready" when listening."""
     p = tb.track(tb.peer.popen([sys.executable, "-c", code, *map(str, args)], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True))
-    line = p.stdout.readline()
-    assert line.strip() == "ready", (line, p.stderr.read() if p.poll() is not None else "")
+    try:
+        line = procs.readline(p.stdout, 30)
+    except TimeoutError:
+        line = ""
+    assert line.strip() == "ready", (line, p.poll(), procs.available(p.stderr))
     return p
 
 

@@ -109,11 +109,30 @@ def xdp_prog_id(tb: Testbed, ifname: str | None = None) -> int | None:
     return xdp["prog"]["id"] if xdp and "prog" in xdp else None
 
 
+def pin_dir(tb: Testbed, ifname: str | None = None) -> Path:
+    """Where the pins of a dut interface live: computed inside the dut namespace, as xdpstack does."""
+    with in_ns(tb):
+        return paths.pin_dir(ifname or tb.dut.ifname)
+
+
+def state_dirs(tb: Testbed) -> tuple[Path, Path]:
+    """The dut namespace's directories: (<bpffs root>/netns-<inode>, /run/xdpstack/netns-<inode>)."""
+    with in_ns(tb):
+        return paths.netns_dir(), paths.run_dir()
+
+
 def assert_clean(tb: Testbed, ifname: str | None = None):
     """No pins and no XDP program left for the interface; nothing on the host's own interfaces."""
     ifname = ifname or tb.dut.ifname
-    assert not paths.pin_dir(ifname).exists(), f"pins left at {paths.pin_dir(ifname)}"
+    d = pin_dir(tb, ifname)
+    assert not d.exists(), f"pins left at {d}"
     assert xdp_prog_id(tb, ifname) is None, f"XDP program left on {ifname}"
     assert not host_has_xdp_on("eth0")
+
+
+def assert_no_state(tb: Testbed):
+    """Nothing of the dut namespace's is left: no netns directory in bpffs, none in /run/xdpstack."""
+    for d in state_dirs(tb):
+        assert not d.exists(), f"{d} is left: {sorted(p.name for p in d.iterdir())}"
 
 

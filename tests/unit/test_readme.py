@@ -14,7 +14,8 @@ def test_c_example_compiles(tmp_path):
     src = tmp_path / "example.c"
     src.write_text(code)
     r = subprocess.run(["gcc", "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-fsyntax-only",
-                        f"-I{ROOT / 'userstack' / 'csrc'}", str(src)], capture_output=True, text=True)
+                        f"-I{ROOT / 'userstack' / 'csrc'}", str(src)], capture_output=True, text=True,
+                       timeout=120)
     assert r.returncode == 0, r.stderr
 
 

@@ -29,7 +29,7 @@ def build() -> Path:
     BUILD.mkdir(parents=True, exist_ok=True)
     cmd = [clang, "-g", "-O1", "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=all",
            "-Wall", "-Wextra", "-Werror", f"-I{CSRC}", *map(str, srcs), "-o", str(exe) + ".part"]
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if r.returncode and "clang_rt" in r.stderr:
         # Debian ships libFuzzer and the sanitizer runtimes in libclang-rt-14-dev, which clang
         # only recommends (scripts/setup.sh installs without recommends).

@@ -334,6 +334,7 @@ def test_env_round_trip(monkeypatch):
     d.ifname = b"xst0d"
     d.ifindex = 7
     d.ctl_fd = 9
+    d.local_peer, d.stats_fd, d.stats_size = 1, 12, 4096
     n = lib.us_desc_format_env(d, ffi.NULL, 0)
     buf = ffi.new("char[]", n + 1)
     assert lib.us_desc_format_env(d, buf, n + 1) == n
@@ -341,6 +342,7 @@ def test_env_round_trip(monkeypatch):
     assert env["XDPSTACK_TUPLE0"] == "udp 4 0.0.0.0 7000"
     assert env["XDPSTACK_Q1"] == "1 11 2048 2048 2048 2048 4096 4096"
     assert env["XDPSTACK_MAC"] == MAC and env["XDPSTACK_ADDR1"] == f"6 {ADDR6}"
+    assert env["XDPSTACK_LOCAL_PEER"] == "1" and env["XDPSTACK_STATS"] == "12 4096"
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     back = ffi.new("struct us_desc *")

@@ -39,7 +39,7 @@ def make_desc(tuples=(("udp", "0.0.0.0", 7000), ("udp", "::", 7000), ("udp", ADD
     d.nqueues = nqueues
     d.frame_size = 2048
     d.ctl_fd = ctl_fd
-    d.umem_fd = -1
+    d.umem_fd = d.stats_fd = -1
     return d
 
 
@@ -83,10 +83,10 @@ class Guarded:
         _libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
         assert _libc.mprotect(self.base + self.len, PAGE, 0) == 0
 
-    def parse(self, data: bytes):
+    def parse(self, data: bytes, flags: int = 0):
         assert len(data) <= self.len
         off = self.len - len(data)
         self.m[off:self.len] = data
         p = ffi.new("struct us_parsed *")
-        r = lib.us_frame_parse(ffi.cast("uint8_t *", self.base + off), len(data), p)
+        r = lib.us_frame_parse(ffi.cast("uint8_t *", self.base + off), len(data), flags, p)
         return r, p, self.base + off

@@ -30,6 +30,7 @@
 #include <sys/types.h>
 #include "addr.h"
 #include "env.h"
+#include "tcp_stats.h"           /* struct us_tcp_stats: the counters of the stack's TCP */
 
 struct us_stack;
 struct us_sock;
@@ -64,12 +65,15 @@ struct us_msg {
 	uint32_t pad;
 };
 
-/* ---- counters ---- */
+/* ---- counters ----
+ * A launched stack keeps them in a page the launcher created and shares (XDPSTACK_STATS in env.h),
+ * so that `xdpstack stacks` reads them live: struct us_shared_stats below is that page's layout. */
 struct us_stats {
 	uint64_t rx_frames, rx_bytes;       /* frames taken from the RX rings */
 	uint64_t rx_udp, rx_tcp;            /* datagrams delivered to UDP sockets, segments to TCP */
 	uint64_t rx_malformed;              /* truncated or inconsistent headers */
 	uint64_t rx_bad_csum;               /* IPv4 header, UDP or TCP checksum wrong */
+	uint64_t rx_csum_partial;           /* accepted with a local peer's partial checksum (env.h) */
 	uint64_t rx_fragment;               /* IP fragments (not reassembled) */
 	uint64_t rx_not_local;              /* destination is not one of the stack's addresses */
 	uint64_t rx_other_proto;            /* not IPv4/IPv6, or not UDP/TCP */
@@ -83,6 +87,14 @@ struct us_stats {
 	uint64_t neigh_drop;                /* held frames dropped (failure, timeout, queue full) */
 	uint64_t ctl_rx, ctl_tx, ctl_bad;   /* control messages */
 	uint64_t polls, wakeups;            /* poll-loop iterations, sleeps in epoll */
+};
+
+/* The shared counters page (XDPSTACK_STATS): the stack's counters, then its TCP's (struct
+ * us_tcp_stats, tcp_stats.h; what us_stack_stats and us_tcp_stack_stats return). Both are
+ * counted in place, gauges (conns, listeners, ...) included. */
+struct us_shared_stats {
+	struct us_stats stack;
+	struct us_tcp_stats tcp;
 };
 
 /* XDP_STATISTICS of one queue's socket (getsockopt), plus ring state. */
@@ -255,18 +267,6 @@ enum us_tcp_state {
 	US_TCP_CLOSED = 0, US_TCP_LISTEN, US_TCP_SYN_SENT, US_TCP_SYN_RECEIVED, US_TCP_ESTABLISHED,
 	US_TCP_FIN_WAIT_1, US_TCP_FIN_WAIT_2, US_TCP_CLOSE_WAIT, US_TCP_CLOSING, US_TCP_LAST_ACK,
 	US_TCP_TIME_WAIT,
-};
-
-/* Counters of the stack's TCP. */
-struct us_tcp_stats {
-	uint64_t segs_in, segs_out, bytes_in, bytes_out;   /* bytes: payload */
-	uint64_t bad_segs, rst_in, rst_out, no_socket;
-	uint64_t retransmits, timeouts, fast_retransmits;
-	uint64_t challenge_acks, paws_drops, ooo_segs, listen_drops;
-	uint64_t active_opens, passive_opens, established_resets;
-	uint64_t emit_nobufs;                              /* TX ring full: sent later */
-	uint64_t port_claims, port_claim_failures;         /* ephemeral ports claimed through the launcher */
-	uint32_t conns, listeners, time_wait, ports_ready; /* now */
 };
 
 struct us_sock *us_tcp_socket(struct us_stack *st, int family, int *err);

@@ -17,7 +17,7 @@ int us_ctl_send(struct us_stack *st, union us_ctl_msg *m)
 		m->hdr.seq = ++st->ctl_seq;
 	if (send(st->ctlfd, m, sizeof(*m), MSG_DONTWAIT | MSG_NOSIGNAL) != sizeof(*m))
 		return -errno;
-	st->stats.ctl_tx++;
+	st->stats->ctl_tx++;
 	return 0;
 }
 
@@ -46,15 +46,15 @@ void us_ctl_input(struct us_stack *st)
 				ctl_gone(st);
 			return;
 		}
-		st->stats.ctl_rx++;
+		st->stats->ctl_rx++;
 		if (n != sizeof(m) || m.hdr.version != US_CTL_VERSION) {
-			st->stats.ctl_bad++;
+			st->stats->ctl_bad++;
 			continue;
 		}
 		switch (m.hdr.type) {
 		case US_CTL_NEIGH:
 			if (m.neigh.dst.family != US_AF4 && m.neigh.dst.family != US_AF6) {
-				st->stats.ctl_bad++;
+				st->stats->ctl_bad++;
 				break;
 			}
 			us_neigh_update(st, &m.neigh.dst,
@@ -69,11 +69,11 @@ void us_ctl_input(struct us_stack *st)
 			} else if (m.claimed.proto == US_IPPROTO_TCP) {
 				us_tcp_claimed(st, &m.claimed);   /* an active open's port */
 			} else {
-				st->stats.ctl_bad++;
+				st->stats->ctl_bad++;
 			}
 			break;
 		default:
-			st->stats.ctl_bad++;
+			st->stats->ctl_bad++;
 		}
 	}
 }

@@ -123,6 +123,12 @@ int us_desc_from_env(struct us_desc *d)
 	if ((v = var("XDPSTACK_CTL_FD")))
 		d->ctl_fd = atoi(v);
 	get_u32("XDPSTACK_BUSY_POLL", &d->busy_poll);
+	get_u32("XDPSTACK_LOCAL_PEER", &d->local_peer);
+	d->stats_fd = -1;
+	if ((v = var("XDPSTACK_STATS")) && (sscanf(v, "%d %u", &fd, &d->stats_size) != 2 || fd < 0))
+		return -EINVAL;
+	if (v)
+		d->stats_fd = fd;
 	d->owns_fds = 1;
 	return 0;
 }
@@ -178,5 +184,8 @@ int us_desc_format_env(const struct us_desc *d, char *buf, size_t len)
 	}
 	put(&o, "XDPSTACK_CTL_FD=%d\n", d->ctl_fd);
 	put(&o, "XDPSTACK_BUSY_POLL=%u\n", d->busy_poll);
+	put(&o, "XDPSTACK_LOCAL_PEER=%u\n", d->local_peer);
+	if (d->stats_size)
+		put(&o, "XDPSTACK_STATS=%d %u\n", d->stats_fd, d->stats_size);
 	return (int)o.used;
 }

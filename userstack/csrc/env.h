@@ -30,6 +30,14 @@
  *                                         the application fills the fill ring)
  *   XDPSTACK_CTL_FD    "%d"   SOCK_SEQPACKET control channel (ctl.h), -1 if none
  *   XDPSTACK_BUSY_POLL "%u"   optional, 1 = spin on the rings instead of sleeping in epoll
+ *   XDPSTACK_LOCAL_PEER "%u"  optional, 1 = the NIC's peer is a kernel on this host (a veth): its
+ *                                         TCP/UDP frames may carry partial checksums (wire.h,
+ *                                         US_PARSE_LOCAL_PEER), accepted and counted
+ *                                         (rx_csum_partial); 0 = verify every checksum (a real NIC)
+ *   XDPSTACK_STATS     "%d %u"  optional: memfd and size (>= sizeof(struct us_shared_stats),
+ *                                         api.h) of a page the launcher created; the stack maps it
+ *                                         shared and keeps its counters and its TCP's there, for
+ *                                         `xdpstack stacks` to read
  *
  * The fds are inherited without FD_CLOEXEC; the stack takes ownership of them when it opens from
  * the environment and closes them with the stack.
@@ -98,7 +106,10 @@ struct us_desc {
 	struct us_queue_desc queues[US_MAX_QUEUES];
 	int32_t ctl_fd;
 	uint32_t busy_poll;
-	uint32_t owns_fds;          /* 1: us_stack_close closes umem, socket and ctl fds */
+	uint32_t owns_fds;          /* 1: us_stack_close closes umem, socket, ctl and stats fds */
+	uint32_t local_peer;        /* XDPSTACK_LOCAL_PEER */
+	int32_t stats_fd;           /* XDPSTACK_STATS; stats_size 0: no shared page, own counters */
+	uint32_t stats_size;
 };
 
 /* Parse the XDPSTACK_* environment into d (owns_fds = 1). 0 or -errno (-ENOENT: not launched). */

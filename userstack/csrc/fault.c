@@ -1,12 +1,15 @@
 /* fault.c: the fault-injecting middleware (fault.h). It wraps the stack's device and forwards
  * every call. RX: frames from the lower device are dropped (returned at once), corrupted (one
  * bit flipped), duplicated (a copy from its own buffers, marked by the top bit of addr) or held
- * back one burst (reorder). TX: the same on frames the stack submits. */
+ * back one burst (reorder). TX: the same on frames the stack submits. A received frame about to be
+ * corrupted gets its partial L4 checksum (a local veth peer's, wire.h) completed first, as a NIC
+ * would have: the damage is then a bad checksum, never hidden by a partial one accepted unsummed. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include "fault.h"
 #include "stack.h"
+#include "wire.h"
 
 #define OWN (1ull << 63)            /* addr bit: a duplicate in this layer's own buffer */
 #define HOLD_MAX 64
@@ -73,8 +76,11 @@ static int fd_rx_burst(struct us_netdev *d, int q, struct us_frame *out, int max
 			release_one(f, q, &fr);
 			continue;
 		}
-		if (hit(f, f->c.corrupt_ppm))
+		if (hit(f, f->c.corrupt_ppm)) {
+			/* a wire carries complete checksums: damage is then caught as on a wire */
+			us_csum_complete(fr.data, fr.len);
 			corrupt(f, &fr);
+		}
 		if (hit(f, f->c.reorder_ppm) && f->n_rx_held[q] < HOLD_MAX) {
 			f->st.reordered++;
 			f->rx_held[q][f->n_rx_held[q]++] = fr;

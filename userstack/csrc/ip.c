@@ -33,28 +33,30 @@ bool us_tuple_claimed(const struct us_stack *st, uint8_t proto, const struct us_
 void us_ip_input(struct us_stack *st, const struct us_frame *f)
 {
 	struct us_parsed p;
-	st->stats.rx_frames++;
-	st->stats.rx_bytes += f->len;
-	int r = us_frame_parse(f->data, f->len, &p);
+	struct us_stats *c = st->stats;    /* loaded once (the build has no strict aliasing) */
+	c->rx_frames++;
+	c->rx_bytes += f->len;
+	int r = us_frame_parse(f->data, f->len, st->parse_flags, &p);
 	if (r) {
 		switch (r) {
-		case US_WIRE_BAD_CSUM: st->stats.rx_bad_csum++; break;
-		case US_WIRE_FRAGMENT: st->stats.rx_fragment++; break;
-		case US_WIRE_UNSUPPORTED: st->stats.rx_other_proto++; break;
-		default: st->stats.rx_malformed++; break;
+		case US_WIRE_BAD_CSUM: c->rx_bad_csum++; break;
+		case US_WIRE_FRAGMENT: c->rx_fragment++; break;
+		case US_WIRE_UNSUPPORTED: c->rx_other_proto++; break;
+		default: c->rx_malformed++; break;
 		}
 		return;
 	}
+	c->rx_csum_partial += p.csum_partial;
 	struct us_addr dst = { .family = p.ip.family };
 	memcpy(dst.a, p.ip.dst, p.ip.family == US_AF4 ? 4 : 16);
 	if (!us_is_local_addr(st, &dst)) {
-		st->stats.rx_not_local++;
+		c->rx_not_local++;
 		return;
 	}
 	if (p.ip.proto == US_IPPROTO_UDP) {
 		us_udp_input(st, &p);
 	} else {
-		st->stats.rx_tcp++;
+		c->rx_tcp++;
 		us_tcp_input(st, &p);
 	}
 }

@@ -17,7 +17,7 @@ static void drop_queue(struct us_stack *st, struct us_neigh *e)
 {
 	for (int i = 0; i < e->nq; i++)
 		st->dev->ops->tx_free(st->dev, &e->q[i]);
-	st->stats.neigh_drop += e->nq;
+	st->stats->neigh_drop += e->nq;
 	e->nq = 0;
 }
 
@@ -51,8 +51,8 @@ static struct us_neigh *find(struct us_stack *st, const struct us_addr *dst, int
 static void send_frame(struct us_stack *st, struct us_neigh *e, struct us_frame *f)
 {
 	memcpy(f->data, e->mac, 6);
-	st->stats.tx_frames++;
-	st->stats.tx_bytes += f->len;
+	st->stats->tx_frames++;
+	st->stats->tx_bytes += f->len;
 	st->dev->ops->tx_submit(st->dev, f);
 }
 
@@ -62,7 +62,7 @@ static void resolve(struct us_stack *st, struct us_neigh *e)
 		st->neigh_pending++;
 	e->state = US_N_PENDING;
 	e->deadline = st->now + US_NEIGH_TIMEOUT_NS;
-	st->stats.neigh_resolve++;
+	st->stats->neigh_resolve++;
 	if (st->ctlfd >= 0) {
 		union us_ctl_msg m;
 		memset(&m, 0, sizeof(m));
@@ -82,7 +82,7 @@ void us_neigh_output(struct us_stack *st, const struct us_addr *dst, struct us_f
 	case US_N_FAILED:
 		if (st->now < e->deadline) {
 			st->dev->ops->tx_free(st->dev, f);
-			st->stats.neigh_drop++;
+			st->stats->neigh_drop++;
 			return;
 		}
 		__attribute__((fallthrough));   /* failed long enough ago: try again */
@@ -94,12 +94,12 @@ void us_neigh_output(struct us_stack *st, const struct us_addr *dst, struct us_f
 	}
 	if (e->nq == US_NEIGH_QLEN) {          /* drop the oldest */
 		st->dev->ops->tx_free(st->dev, &e->q[0]);
-		st->stats.neigh_drop++;
+		st->stats->neigh_drop++;
 		memmove(&e->q[0], &e->q[1], (US_NEIGH_QLEN - 1) * sizeof(e->q[0]));
 		e->nq--;
 	}
 	e->q[e->nq++] = *f;
-	st->stats.neigh_queued++;
+	st->stats->neigh_queued++;
 }
 
 void us_neigh_update(struct us_stack *st, const struct us_addr *dst, const uint8_t *mac)

@@ -8,6 +8,8 @@
 #include <unistd.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/timerfd.h>
 #include "stack.h"
 #include "xsk.h"
@@ -27,6 +29,36 @@ static int ep_add(int epfd, int fd, uint32_t tag)
 	return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &e) < 0 ? -errno : 0;
 }
 
+static void stats_point(struct us_stack *st, struct us_shared_stats *page)
+{
+	st->stats = &page->stack;
+	st->tcp_stats = &page->tcp;
+}
+
+/* Counters in the launcher's shared page when the description has one, else in the stack. */
+static int stats_map(struct us_stack *st, const struct us_desc *d)
+{
+	struct stat sb;
+	stats_point(st, &st->own_stats);
+	if (!d->stats_size)
+		return 0;
+	if (d->stats_size < sizeof(struct us_shared_stats) || fstat(d->stats_fd, &sb) < 0 ||
+	    (uint64_t)sb.st_size < d->stats_size)
+		return -EINVAL;
+	void *p = mmap(NULL, d->stats_size, PROT_READ | PROT_WRITE, MAP_SHARED, d->stats_fd, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	stats_point(st, p);
+	return 0;
+}
+
+static void stats_unmap(struct us_stack *st)
+{
+	if (st->stats != &st->own_stats.stack)
+		munmap(st->stats, st->desc.stats_size);     /* stack is the page's first member */
+	stats_point(st, &st->own_stats);
+}
+
 struct us_stack *us_stack_open_dev(const struct us_desc *d, struct us_netdev *dev, int *err)
 {
 	int r;
@@ -39,6 +71,8 @@ struct us_stack *us_stack_open_dev(const struct us_desc *d, struct us_netdev *de
 	st->dev = st->base_dev = dev;
 	st->epfd = st->wakefd = st->timerfd = -1;
 	st->ctlfd = d->ctl_fd;
+	stats_point(st, &st->own_stats);
+	st->parse_flags = d->local_peer ? US_PARSE_LOCAL_PEER : 0;
 	pthread_mutex_init(&st->lock, NULL);
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -57,6 +91,8 @@ struct us_stack *us_stack_open_dev(const struct us_desc *d, struct us_netdev *de
 		r = -errno;
 		goto fail;
 	}
+	if ((r = stats_map(st, d)))
+		goto fail;
 	for (int i = 0; i < dev->nfds; i++)
 		if ((r = ep_add(st->epfd, dev->fds[i], i)))
 			goto fail;
@@ -80,6 +116,7 @@ fail:
 	if (st->epfd >= 0) close(st->epfd);
 	if (st->wakefd >= 0) close(st->wakefd);
 	if (st->timerfd >= 0) close(st->timerfd);
+	stats_unmap(st);
 	free(st->udp_port);
 	free(st);
 	*err = r;
@@ -149,7 +186,10 @@ void us_stack_close(struct us_stack *st)
 		close(st->desc.umem_fd);
 		if (st->ctlfd >= 0)
 			close(st->ctlfd);
+		if (st->desc.stats_size)
+			close(st->desc.stats_fd);
 	}
+	stats_unmap(st);
 	free(st->udp_port);
 	pthread_mutex_destroy(&st->lock);
 	pthread_cond_destroy(&st->cond);
@@ -401,7 +441,7 @@ int us_stack_flush_locked(struct us_stack *st)
 {
 	int left = st->dev->ops->flush(st->dev);
 	if (st->is_xdev)
-		us_xdev_kicks(st->base_dev, &st->stats.tx_kicks, &st->stats.tx_kick_again);
+		us_xdev_kicks(st->base_dev, &st->stats->tx_kicks, &st->stats->tx_kick_again);
 	return left;
 }
 
@@ -413,11 +453,11 @@ static int poll_in(struct us_stack *st)
 	struct us_netdev *dev = st->dev;
 	int total = 0;
 	st->now = us_now_ns();
-	st->stats.polls++;
+	st->stats->polls++;
 	/* Control messages wake a sleeping stack (epoll); one that never sleeps reads them now and
 	 * then (a syscall: not every poll, and by time when spinning, where polls come fast). */
 	if (st->ctlfd >= 0 && (st->desc.busy_poll ? st->now - st->ctl_polled >= US_CTL_POLL_NS
-						  : !(st->stats.polls & 63))) {
+						  : !(st->stats->polls & 63))) {
 		st->ctl_polled = st->now;
 		us_ctl_input(st);
 	}
@@ -478,7 +518,7 @@ int us_sleep_locked(struct us_stack *st, int timeout_ms)
 		return 0;
 	}
 	st->dev->ops->pre_sleep(st->dev);
-	st->stats.wakeups++;
+	st->stats->wakeups++;
 	pthread_mutex_unlock(&st->lock);
 	int n = epoll_wait(st->epfd, evs, 16, timeout_ms);
 	int e = errno;
@@ -626,7 +666,7 @@ void us_driver_stop(struct us_stack *st)
 void us_stack_stats(struct us_stack *st, struct us_stats *out)
 {
 	pthread_mutex_lock(&st->lock);
-	*out = st->stats;
+	*out = *st->stats;
 	pthread_mutex_unlock(&st->lock);
 }
 

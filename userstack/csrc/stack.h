@@ -113,7 +113,12 @@ struct us_stack {
 	struct us_netdev *base_dev;      /* the device under every middleware */
 	int epfd, wakefd, timerfd, ctlfd;
 	int woken;                 /* us_wake was called: us_wait/us_poll return (atomic) */
-	struct us_stats stats;
+	/* Counters: in the launcher's shared page (XDPSTACK_STATS, struct us_shared_stats), or in
+	 * own_stats. tcp_stats is where the TCP core counts (tcp_stack_count_into). */
+	struct us_stats *stats;
+	struct us_tcp_stats *tcp_stats;
+	struct us_shared_stats own_stats;
+	uint32_t parse_flags;      /* US_PARSE_LOCAL_PEER when desc.local_peer */
 	uint64_t q_rx[US_MAX_QUEUES];   /* frames received per queue index */
 	uint64_t now;              /* CLOCK_MONOTONIC ns, refreshed each poll */
 	uint16_t ip_id;

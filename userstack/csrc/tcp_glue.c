@@ -54,7 +54,6 @@ struct us_eph {
 	uint32_t route_next;
 	struct us_endpoint pick;   /* handed to the core by bind_ephemeral during tcp_connect */
 	int have_pick;
-	uint64_t ok, failed;
 };
 
 static inline uint64_t now_us(const struct us_stack *st) { return st->now / 1000; }
@@ -78,7 +77,7 @@ static int hook_emit(void *ctx, const struct us_addr *src, const struct us_addr 
 		return 0;                  /* cannot happen: the MSS comes from the frame size */
 	struct us_frame f;
 	if (st->dev->ops->tx_alloc(st->dev, st->tx_queue, &f)) {
-		st->stats.tx_no_frame++;
+		st->stats->tx_no_frame++;
 		return -ENOBUFS;
 	}
 	uint8_t *t = f.data + l3;
@@ -266,6 +265,15 @@ static struct eph_pool *pool_of(struct us_eph *e, const struct us_addr *local, i
 	return p;
 }
 
+/* The ports_ready gauge in the counters, after a pool changed. */
+static void ports_gauge(struct us_stack *st)
+{
+	uint32_t n = 0;
+	for (uint32_t i = 0; st->eph && i < st->eph->npool; i++)
+		n += st->eph->pool[i].n;
+	st->tcp_stats->ports_ready = n;
+}
+
 /* The local address the launcher will pick toward remote, when the stack can tell. */
 static const struct us_addr *local_for(struct us_stack *st, const struct us_addr *remote)
 {
@@ -345,7 +353,7 @@ void us_tcp_claimed(struct us_stack *st, const struct us_ctl_claimed *m)
 		while (i < e->nclaim && e->claim[i].seq != m->hdr.seq)
 			i++;
 	if (!e || i == e->nclaim) {
-		st->stats.ctl_bad++;
+		st->stats->ctl_bad++;
 		if (!m->status && m->port) {       /* not ours (timed out): give it back */
 			struct us_endpoint l = { .addr = m->local, .port = m->port };
 			l.addr.family = m->family;
@@ -361,7 +369,7 @@ void us_tcp_claimed(struct us_stack *st, const struct us_ctl_claimed *m)
 	if (!err && (m->family != c.family || !m->port || us_addr_is_any(&m->local)))
 		err = -EPROTO;
 	if (err) {
-		e->failed++;
+		st->tcp_stats->port_claim_failures++;
 		if (c.waiter) {
 			c.waiter->claim_seq = 0;
 			c.waiter->error = err == -EPROTO ? -EADDRNOTAVAIL : err;
@@ -369,7 +377,7 @@ void us_tcp_claimed(struct us_stack *st, const struct us_ctl_claimed *m)
 		}
 		return;
 	}
-	e->ok++;
+	st->tcp_stats->port_claims++;
 	e->route[e->route_next].remote = c.remote;
 	e->route[e->route_next].local = local.addr;
 	e->route_next = (e->route_next + 1) % EPH_ROUTES;
@@ -380,10 +388,12 @@ void us_tcp_claimed(struct us_stack *st, const struct us_ctl_claimed *m)
 		return;
 	}
 	struct eph_pool *p = pool_of(e, &local.addr, 1);
-	if (p && p->n < EPH_PORTS)
+	if (p && p->n < EPH_PORTS) {
 		p->port[p->n++] = local.port;
-	else
+		ports_gauge(st);
+	} else {
 		release_claim(st, &local);
+	}
 }
 
 static void claims_expire(struct us_stack *st)
@@ -400,7 +410,7 @@ static void claims_expire(struct us_stack *st)
 			c->waiter->error = -ETIMEDOUT;
 			refresh(c->waiter);
 		}
-		e->failed++;
+		st->tcp_stats->port_claim_failures++;
 		*c = e->claim[--e->nclaim];
 	}
 }
@@ -422,10 +432,12 @@ static void hook_release(void *ctx, const struct us_endpoint *local)
 {
 	struct us_stack *st = ctx;
 	struct eph_pool *p = pool_of(st->eph, &local->addr, 1);
-	if (p && p->n < st->topts.port_pool && p->n < EPH_PORTS)
+	if (p && p->n < st->topts.port_pool && p->n < EPH_PORTS) {
 		p->port[p->n++] = local->port;
-	else
+		ports_gauge(st);
+	} else {
 		release_claim(st, local);
+	}
 }
 
 /* ---- the stack's side ---- */
@@ -435,12 +447,8 @@ static const struct tcp_hooks hooks = {
 
 int us_tcp_open(struct us_stack *st, const struct us_tcp_opts *o)
 {
-	if (st->tcp) {
-		struct tcp_stack_stats ss;
-		tcp_stack_stats(st->tcp, &ss);
-		if (st->tcp_socks || ss.conns || ss.listeners)
-			return -EBUSY;
-	}
+	if (st->tcp && (st->tcp_socks || st->tcp_stats->conns || st->tcp_stats->listeners))
+		return -EBUSY;
 	struct us_tcp_opts opts = *o;
 	struct tcp_config *c = &opts.cfg;
 	/* Segments must fit a TX frame whatever the device's MTU. */
@@ -457,6 +465,7 @@ int us_tcp_open(struct us_stack *st, const struct us_tcp_opts *o)
 	}
 	if (st->tcp)
 		tcp_stack_free(st->tcp);
+	tcp_stack_count_into(ts, st->tcp_stats);   /* counts on where the one before counted */
 	st->tcp = ts;
 	st->topts = opts;
 	return 0;
@@ -475,9 +484,7 @@ void us_tcp_close_all(struct us_stack *st)
 	}
 	uint64_t end = us_now_ns() + (uint64_t)st->topts.linger_ms * 1000000;
 	for (;;) {
-		struct tcp_stack_stats ss;
-		tcp_stack_stats(st->tcp, &ss);
-		if (ss.conns <= ss.time_wait || us_now_ns() >= end)
+		if (st->tcp_stats->conns <= st->tcp_stats->time_wait || us_now_ns() >= end)
 			break;
 		us_poll_locked(st);
 		us_sleep_locked(st, 5);
@@ -492,6 +499,7 @@ void us_tcp_close_all(struct us_stack *st)
 		}
 	free(e);
 	st->eph = NULL;
+	ports_gauge(st);
 }
 
 bool us_tcp_tx_blocked(struct us_stack *st)
@@ -718,6 +726,7 @@ int us_tcp_connect(struct us_sock *s, const struct us_endpoint *remote)
 		struct eph_pool *p = a ? pool_of(st->eph, a, 0) : NULL;
 		if (p && p->n) {
 			struct us_endpoint pick = { .addr = *a, .port = p->port[--p->n] };
+			ports_gauge(st);
 			start_connect(s, &pick);
 		} else {
 			int c = send_claim(st, &remote->addr, s);
@@ -1050,40 +1059,12 @@ int us_tcp_info(struct us_sock *s, struct us_tcp_info *o)
 	return 0;
 }
 
+/* The counters are kept in place (st->tcp_stats: the shared page or the stack's own), gauges
+ * included: a copy. */
 void us_tcp_stack_stats(struct us_stack *st, struct us_tcp_stats *o)
 {
-	memset(o, 0, sizeof(*o));
 	pthread_mutex_lock(&st->lock);
-	if (st->tcp) {
-		struct tcp_stack_stats s;
-		tcp_stack_stats(st->tcp, &s);
-		o->segs_in = s.segs_in;
-		o->segs_out = s.segs_out;
-		o->bytes_in = s.bytes_in;
-		o->bytes_out = s.bytes_out;
-		o->bad_segs = s.bad_segs;
-		o->rst_in = s.rst_in;
-		o->rst_out = s.rst_out;
-		o->no_socket = s.no_socket;
-		o->retransmits = s.retransmits;
-		o->timeouts = s.timeouts;
-		o->fast_retransmits = s.fast_retransmits;
-		o->challenge_acks = s.challenge_acks;
-		o->paws_drops = s.paws_drops;
-		o->ooo_segs = s.ooo_segs;
-		o->listen_drops = s.listen_drops;
-		o->active_opens = s.active_opens;
-		o->passive_opens = s.passive_opens;
-		o->established_resets = s.established_resets;
-		o->emit_nobufs = s.emit_nobufs;
-		o->conns = s.conns;
-		o->listeners = s.listeners;
-		o->time_wait = s.time_wait;
-		o->port_claims = st->eph->ok;
-		o->port_claim_failures = st->eph->failed;
-		for (uint32_t i = 0; i < st->eph->npool; i++)
-			o->ports_ready += st->eph->pool[i].n;
-	}
+	*o = *st->tcp_stats;
 	pthread_mutex_unlock(&st->lock);
 }
 

@@ -89,12 +89,12 @@ void us_udp_input(struct us_stack *st, const struct us_parsed *p)
 	int alen = p->ip.family == US_AF4 ? 4 : 16;
 	struct us_sock *s = lookup(st, p->ip.family, p->ip.dst, p->udp.dport);
 	if (!s) {
-		st->stats.rx_no_socket++;
+		st->stats->rx_no_socket++;
 		return;
 	}
 	struct us_rxrec *r = rxq_push(&s->q, p->udp.data_len);
 	if (!r) {
-		st->stats.rx_queue_full++;
+		st->stats->rx_queue_full++;
 		return;
 	}
 	memset(&r->remote, 0, sizeof(r->remote) * 2);
@@ -104,7 +104,7 @@ void us_udp_input(struct us_stack *st, const struct us_parsed *p)
 	r->remote.port = p->udp.sport;
 	r->local.port = p->udp.dport;
 	memcpy(s->q.bytes + r->off % s->q.cap, p->udp.data, p->udp.data_len);
-	st->stats.rx_udp++;
+	st->stats->rx_udp++;
 	if (s->q.tail - s->q.head == 1 || !s->in_ready)
 		us_sock_mark_ready(s);
 }
@@ -293,7 +293,7 @@ static int send_locked(struct us_sock *s, const void *buf, size_t len, const str
 	}
 	struct us_frame f;
 	if (st->dev->ops->tx_alloc(st->dev, st->tx_queue, &f)) {
-		st->stats.tx_no_frame++;
+		st->stats->tx_no_frame++;
 		return -ENOBUFS;
 	}
 	uint8_t *udp = f.data + l3;

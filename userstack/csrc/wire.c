@@ -99,6 +99,57 @@ uint16_t us_csum_update16(uint16_t csum, uint16_t old, uint16_t new_)
 	return (uint16_t)~s;
 }
 
+int us_csum_is_partial(uint64_t pseudo, const uint8_t *field)
+{
+	uint16_t f, want = (uint16_t)~us_csum_fold(pseudo);   /* the sum folded, not complemented */
+	memcpy(&f, field, 2);
+	return f == want;
+}
+
+/* The transport checksum of l4 (len bytes, its field at l4 + off): 0 complete and right, 1 partial
+ * (only with US_PARSE_LOCAL_PEER), -1 wrong. The partial case costs no payload sum. */
+static int l4_csum(const struct us_ip_view *ip, uint8_t proto, const uint8_t *l4, uint32_t len,
+		   uint32_t off, uint32_t flags)
+{
+	uint64_t pseudo = us_csum_pseudo(ip->family, ip->src, ip->dst, proto, len);
+	if ((flags & US_PARSE_LOCAL_PEER) && us_csum_is_partial(pseudo, l4 + off))
+		return 1;
+	return us_csum_fold(us_csum_add(pseudo, l4, len)) == 0 ? 0 : -1;
+}
+
+int us_csum_complete(uint8_t *frame, uint32_t len)
+{
+	struct us_eth_view eth;
+	struct us_ip_view ip;
+	if (us_eth_parse(frame, len, &eth))
+		return 0;
+	uint8_t *l3 = frame + eth.hlen;
+	int r = eth.type == US_ETH_P_IPV4 ? us_ipv4_parse(l3, len - eth.hlen, &ip)
+	      : eth.type == US_ETH_P_IPV6 ? us_ipv6_parse(l3, len - eth.hlen, &ip) : US_WIRE_UNSUPPORTED;
+	if (r)
+		return 0;
+	uint8_t *l4 = l3 + ip.hlen;
+	uint32_t l4len = ip.payload_len, off;
+	if (ip.proto == US_IPPROTO_UDP && l4len >= US_UDP_HLEN && rd16(l4 + 4) >= US_UDP_HLEN &&
+	    rd16(l4 + 4) <= l4len) {
+		l4len = rd16(l4 + 4);
+		off = 6;
+	} else if (ip.proto == US_IPPROTO_TCP && l4len >= US_TCP_HLEN) {
+		off = 16;
+	} else {
+		return 0;
+	}
+	uint64_t pseudo = us_csum_pseudo(ip.family, ip.src, ip.dst, ip.proto, l4len);
+	if (!us_csum_is_partial(pseudo, l4 + off))
+		return 0;
+	l4[off] = l4[off + 1] = 0;
+	uint16_t c = us_csum_fold(us_csum_add(pseudo, l4, l4len));
+	if (c == 0 && ip.proto == US_IPPROTO_UDP)
+		c = 0xffff;                    /* 0 would mean "no checksum" */
+	memcpy(l4 + off, &c, 2);
+	return 1;
+}
+
 /* ---- parse ---- */
 int us_eth_parse(const uint8_t *p, uint32_t len, struct us_eth_view *v)
 {
@@ -193,7 +244,7 @@ int us_ipv6_parse(const uint8_t *p, uint32_t len, struct us_ip_view *v)
 	return US_WIRE_OK;
 }
 
-int us_udp_parse(const struct us_ip_view *ip, struct us_udp_view *v)
+int us_udp_parse(const struct us_ip_view *ip, uint32_t flags, struct us_udp_view *v, uint8_t *partial)
 {
 	const uint8_t *p = ip->payload;
 	if (ip->payload_len < US_UDP_HLEN)
@@ -209,17 +260,19 @@ int us_udp_parse(const struct us_ip_view *ip, struct us_udp_view *v)
 	v->csum = rd16(p + 6);
 	v->data = p + US_UDP_HLEN;
 	v->data_len = ulen - US_UDP_HLEN;
+	*partial = 0;
 	if (v->csum == 0) {
 		/* IPv4: the sender computed none. IPv6: a zero checksum is invalid (RFC 8200 8.1). */
 		return ip->family == US_AF4 ? US_WIRE_OK : US_WIRE_BAD_CSUM;
 	}
-	uint64_t sum = us_csum_pseudo(ip->family, ip->src, ip->dst, US_IPPROTO_UDP, ulen);
-	if (us_csum_fold(us_csum_add(sum, p, ulen)) != 0)
+	int c = l4_csum(ip, US_IPPROTO_UDP, p, ulen, 6, flags);
+	if (c < 0)
 		return US_WIRE_BAD_CSUM;
+	*partial = (uint8_t)c;
 	return US_WIRE_OK;
 }
 
-int us_tcp_parse(const struct us_ip_view *ip, struct us_tcp_view *v)
+int us_tcp_parse(const struct us_ip_view *ip, uint32_t flags, struct us_tcp_view *v, uint8_t *partial)
 {
 	const uint8_t *p = ip->payload;
 	if (ip->payload_len < US_TCP_HLEN)
@@ -229,9 +282,10 @@ int us_tcp_parse(const struct us_ip_view *ip, struct us_tcp_view *v)
 		return US_WIRE_MALFORMED;
 	if (hlen > ip->payload_len)
 		return US_WIRE_TRUNCATED;
-	uint64_t sum = us_csum_pseudo(ip->family, ip->src, ip->dst, US_IPPROTO_TCP, ip->payload_len);
-	if (us_csum_fold(us_csum_add(sum, p, ip->payload_len)) != 0)
+	int c = l4_csum(ip, US_IPPROTO_TCP, p, ip->payload_len, 16, flags);
+	if (c < 0)
 		return US_WIRE_BAD_CSUM;
+	*partial = (uint8_t)c;
 	v->sport = rd16(p);
 	v->dport = rd16(p + 2);
 	v->seq = rd32(p + 4);
@@ -249,8 +303,9 @@ int us_tcp_parse(const struct us_ip_view *ip, struct us_tcp_view *v)
 	return US_WIRE_OK;
 }
 
-int us_frame_parse(const uint8_t *p, uint32_t len, struct us_parsed *out)
+int us_frame_parse(const uint8_t *p, uint32_t len, uint32_t flags, struct us_parsed *out)
 {
+	out->csum_partial = 0;
 	int r = us_eth_parse(p, len, &out->eth);
 	if (r)
 		return r;
@@ -265,9 +320,9 @@ int us_frame_parse(const uint8_t *p, uint32_t len, struct us_parsed *out)
 	if (r)
 		return r;
 	if (out->ip.proto == US_IPPROTO_UDP)
-		return us_udp_parse(&out->ip, &out->udp);
+		return us_udp_parse(&out->ip, flags, &out->udp, &out->csum_partial);
 	if (out->ip.proto == US_IPPROTO_TCP)
-		return us_tcp_parse(&out->ip, &out->tcp);
+		return us_tcp_parse(&out->ip, flags, &out->tcp, &out->csum_partial);
 	return US_WIRE_UNSUPPORTED;
 }
 

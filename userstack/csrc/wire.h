@@ -79,7 +79,15 @@ struct us_parsed {
 		struct us_udp_view udp;
 		struct us_tcp_view tcp;
 	};
+	uint8_t csum_partial;      /* 1: the transport checksum was a local peer's partial one */
 };
+
+/* Frames from a kernel on this host (the peer of a veth, tx checksum offload on by default) carry
+ * CHECKSUM_PARTIAL transport checksums: the field holds the folded pseudo-header sum, not
+ * complemented, for a NIC to complete, and veth never completes it. With US_PARSE_LOCAL_PEER the
+ * parser accepts exactly that value (compared first: no payload sum) and sets csum_partial; any
+ * other value is fully verified. Without it every checksum is fully verified (a real NIC). */
+#define US_PARSE_LOCAL_PEER 0x1
 
 /* ---- checksum ---- */
 /* One's-complement sum of len bytes added to sum (not folded); any alignment, any length. */
@@ -92,15 +100,23 @@ uint64_t us_csum_pseudo(uint8_t family, const uint8_t *src, const uint8_t *dst, 
 /* RFC 1624 incremental update: checksum field csum after a 16-bit field changed old -> new.
  * All three are the raw field values as stored in the packet. */
 uint16_t us_csum_update16(uint16_t csum, uint16_t old, uint16_t new_);
+/* 1 when the checksum field (2 bytes, as stored) holds the partial value for this pseudo-header
+ * sum: what a local kernel leaves for the NIC (see US_PARSE_LOCAL_PEER). */
+int us_csum_is_partial(uint64_t pseudo, const uint8_t *field);
+/* Do what the NIC would have: when frame's UDP or TCP checksum is partial, write the complete
+ * one. 1 if it did, 0 otherwise (not IP, not UDP/TCP, already complete, damaged headers). */
+int us_csum_complete(uint8_t *frame, uint32_t len);
 
 /* ---- parse (untrusted input) ---- */
 int us_eth_parse(const uint8_t *p, uint32_t len, struct us_eth_view *v);
 int us_ipv4_parse(const uint8_t *p, uint32_t len, struct us_ip_view *v);
 int us_ipv6_parse(const uint8_t *p, uint32_t len, struct us_ip_view *v);
-int us_udp_parse(const struct us_ip_view *ip, struct us_udp_view *v);   /* verifies the checksum */
-int us_tcp_parse(const struct us_ip_view *ip, struct us_tcp_view *v);   /* verifies the checksum */
-/* Ethernet -> IP -> UDP/TCP. US_WIRE_OK or the first failure. */
-int us_frame_parse(const uint8_t *p, uint32_t len, struct us_parsed *out);
+/* The transport parsers verify the checksum; flags: US_PARSE_*. *partial is set to 1 when a
+ * partial checksum was accepted, else 0. */
+int us_udp_parse(const struct us_ip_view *ip, uint32_t flags, struct us_udp_view *v, uint8_t *partial);
+int us_tcp_parse(const struct us_ip_view *ip, uint32_t flags, struct us_tcp_view *v, uint8_t *partial);
+/* Ethernet -> IP -> UDP/TCP. US_WIRE_OK or the first failure. flags: US_PARSE_* (0: verify all). */
+int us_frame_parse(const uint8_t *p, uint32_t len, uint32_t flags, struct us_parsed *out);
 
 /* ---- emit (trusted: the caller sized the buffer) ---- */
 void us_eth_emit(uint8_t *p, const uint8_t *dst, const uint8_t *src, uint16_t type);

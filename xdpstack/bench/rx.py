@@ -25,7 +25,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from xdpstack import libbpf, loader, netlink, paths, testrun
+from xdpstack import libbpf, loader, netlink, paths, procs, testrun
 from xdpstack.testbed import Testbed
 
 PORT = 9000
@@ -100,15 +100,20 @@ class Generator:
 
 
 class Sink:
-    """A sink process printing JSON counts on SIGUSR1 (userstack-echo --sink, kernel-udp-sink)."""
+    """A sink process printing JSON counts on SIGUSR1 (userstack-echo --sink, kernel-udp-sink).
+    Its stdout is read only through procs.readline (with a deadline: a stuck sink fails the run)."""
 
     def __init__(self, proc: subprocess.Popen, pid_of_sink):
         self.proc, self._pid = proc, pid_of_sink
 
-    def count(self) -> int:
+    def count(self, timeout: float = 5.0) -> int:
         os.kill(self._pid(), signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
         while True:
-            line = self.proc.stdout.readline()
+            try:
+                line = procs.readline(self.proc.stdout, max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                raise RuntimeError(f"the sink did not report its count within {timeout:g} s") from None
             if not line:
                 raise RuntimeError("the sink exited")
             d = json.loads(line)
@@ -116,47 +121,54 @@ class Sink:
                 return d["datagrams"]
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        procs.stop(self.proc)
 
 
 def user_sink(tb: Testbed) -> Sink:
     argv = ["taskset", "-c", str(SINK_CPU), _bin("xdpstack"), "--netns", tb.dut.ns, "run", tb.dut.ifname,
             "--udp", str(PORT), "--user", "nobody", "--name", "rx-sink", "--",
             "userstack-echo", "--sink", "--quiet"]
+    # taskset execs the launcher in place: p.pid is the launcher's, userstack-echo is its child.
     p = tb.track(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
 
-    def app_pid() -> int:
-        out = subprocess.run(["pgrep", "-P", str(p.pid)], capture_output=True, text=True).stdout.split()
-        if not out:
-            why = p.stderr.read() if p.poll() is not None else ""
-            raise RuntimeError(f"userstack-echo is not running: {why}")
-        return int(out[0])
+    def app_pid() -> int:               # not the launcher's own forks (its reachability check)
+        kids = procs.exec_children(p.pid)
+        if not kids:
+            raise RuntimeError("userstack-echo is not running")
+        return kids[0]
 
-    deadline = time.monotonic() + 10
-    while True:                                  # the stack is up once it counts (0 datagrams)
-        with contextlib.suppress(RuntimeError, OSError):
-            app_pid()
-            time.sleep(0.3)
-            s = Sink(p, app_pid)
-            s.count()
-            return s
-        if p.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the user-stack sink did not start: {p.stderr.read().strip()}")
-        time.sleep(0.1)
+    try:
+        deadline = time.monotonic() + 10
+        while True:                              # the stack is up once it counts (0 datagrams)
+            with contextlib.suppress(RuntimeError, OSError):
+                app_pid()
+                time.sleep(0.3)                  # its SIGUSR1 handler is in place (else USR1 kills it)
+                s = Sink(p, app_pid)
+                s.count()
+                return s
+            if p.poll() is not None:
+                raise RuntimeError(f"the user-stack sink did not start (launcher exit {p.returncode}): "
+                                   f"{procs.available(p.stderr)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the user-stack sink did not start within 10 s: "
+                                   f"{procs.available(p.stderr)}")
+            time.sleep(0.1)
+    except BaseException:
+        procs.stop(p)                            # the launcher unregisters its stack and claims
+        raise
 
 
 def kernel_sink(tb: Testbed) -> Sink:
     # `ip netns exec` and taskset exec in place: the Popen pid is the sink's own.
     p = tb.track(tb.dut.popen(["taskset", "-c", str(SINK_CPU), _bin("kernel-udp-sink"), str(PORT)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
-    if json.loads(p.stdout.readline() or "{}").get("ready") is not True:
-        raise RuntimeError(f"kernel-udp-sink did not start: {p.stderr.read().strip()}")
+    try:
+        ready = json.loads(procs.readline(p.stdout, 10) or "{}").get("ready") is True
+    except (TimeoutError, ValueError):
+        ready = False
+    if not ready:
+        procs.stop(p)
+        raise RuntimeError(f"kernel-udp-sink did not start: {procs.available(p.stderr)}")
     return Sink(p, lambda: p.pid)
 
 
@@ -200,13 +212,15 @@ def zero_loss_rate(gen: Generator, sink: Sink, full: Trial, seconds: float, step
 def measure(tb: Testbed, which: str, payload: int, seconds: float, steps: int) -> dict:
     frame = udp4_frame(tb.peer.mac, tb.dut.mac, tb.peer.addr4, tb.dut.addr4, 40000, PORT, b"x" * payload)
     gen = Generator(tb, frame)
-    sink = user_sink(tb) if which == "user" else kernel_sink(tb)
     try:
-        trial(gen, sink, min(seconds, 0.3))           # warm-up: caches, neighbour, rings
-        full = trial(gen, sink, seconds)
-        zl = zero_loss_rate(gen, sink, full, seconds, steps)
+        sink = user_sink(tb) if which == "user" else kernel_sink(tb)
+        try:
+            trial(gen, sink, min(seconds, 0.3))       # warm-up: caches, neighbour, rings
+            full = trial(gen, sink, seconds)
+            zl = zero_loss_rate(gen, sink, full, seconds, steps)
+        finally:
+            sink.stop()
     finally:
-        sink.stop()
         gen.close()
     return {"payload": payload, "frame_bytes": len(frame),
             "offered_mpps": round(full.offered / 1e6, 3), "delivered_mpps": round(full.delivered / 1e6, 3),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from xdpstack import loader
+from xdpstack import loader, nsstate
 from xdpstack.cli._app import command, emit_json
 
 
@@ -21,8 +21,8 @@ def attach(iface: str, mode: str, force: bool, as_json: bool):
     a = loader.attach(iface, mode=mode, force=force)
     if as_json:
         emit_json({"ifname": a.ifname, "ifindex": a.ifindex, "prog_id": a.prog_id, "tag": a.prog_tag,
-                   "mode": a.mode, "pin_dir": a.pin_dir, "already_attached": a.already,
-                   "replaced_prog_id": a.replaced or None})
+                   "mode": a.mode, "netns": nsstate.describe(), "pin_dir": a.pin_dir,
+                   "already_attached": a.already, "replaced_prog_id": a.replaced or None})
         return
     fell_back = mode == "auto" and a.mode == "generic"
     how = f"in {a.mode} mode" + (" (auto: the driver has no native XDP)" if fell_back else "")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from xdpstack import counters, launcher, loader, registry
+from xdpstack import counters, launcher, loader, registry, stackstats
 from xdpstack.cli._app import command, emit_json
 
 FAULT_HELP = ("Inject faults between the NIC and the stack, e.g. 'seed=1 drop=0.05 duplicate=0.01 "
@@ -58,6 +58,9 @@ def stacks_of(ifname: str) -> list[dict]:
     out = []
     for r in recs:
         st = live.get((ifname, r.id), {})
+        # the stack's own counters ({"stack": us_stats, "tcp": us_tcp_stats}), live from its
+        # launcher's shared page
+        own = stackstats.read(st["launcher_pid"], st["stats_fd"]) if "stats_fd" in st else None
         out.append({
             "ifname": ifname, "id": r.id, "name": r.name, "launcher_pid": r.pid, "pid": st.get("pid"),
             "user": r.user, "uid": r.uid, "cmd": st.get("cmd"), "queues": r.xsk_slots,
@@ -65,6 +68,7 @@ def stacks_of(ifname: str) -> list[dict]:
             "tuples": [str(c) for c in claims if c.stack == r.id],
             "counters": snap.stacks.get(r.id, {}),
             "xdp_statistics": st.get("xdp_statistics", []),
+            "stack_counters": own,
         })
     return out
 
@@ -75,7 +79,8 @@ def stacks_of(ifname: str) -> list[dict]:
 @command()
 def stacks(ifname, as_json):
     """The stacks running on IFACE (default: every attached interface): name, pid, user, tuples,
-    counters."""
+    counters, each stack's own drops of received frames by reason, and its TCP's connections and
+    unanswered segments by reason when it has TCP activity (--json: all its counters)."""
     names = [ifname] if ifname else loader.attached_interfaces()
     rows = [s for n in names for s in stacks_of(n)]
     if as_json:
@@ -93,3 +98,7 @@ def stacks(ifname, as_json):
         click.echo(f"  rx {c.get('rx_packets', 0)} pkts {c.get('rx_bytes', 0)} B   "
                    f"tx {c.get('tx_packets', 0)} pkts {c.get('tx_bytes', 0)} B   "
                    f"tx denied {c.get('tx_denied', 0)}   socket drops {drops}")
+        own = s["stack_counters"]
+        click.echo(f"  {stackstats.drops_line(own and own['stack'])}")
+        if own and stackstats.tcp_active(own["tcp"]):
+            click.echo(f"  {stackstats.tcp_line(own['tcp'])}")

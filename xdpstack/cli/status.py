@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from xdpstack import counters, loader, registry
+from xdpstack import counters, loader, nsstate, registry
 from xdpstack.cli._app import command, emit_json
 from xdpstack.errors import XdpstackError
 
@@ -11,6 +11,7 @@ from xdpstack.errors import XdpstackError
 def describe(ifname: str) -> dict:
     """Everything status shows about one interface (raises when it is not attached by xdpstack)."""
     a = loader.status(ifname)
+    ns = nsstate.describe()
     stacks = registry.list_stacks(ifname)
     by_id = {s.id: s for s in stacks}
     claims = registry.list_claims(ifname)
@@ -18,7 +19,7 @@ def describe(ifname: str) -> dict:
     return {
         "ifname": a.ifname, "ifindex": a.ifindex, "attached": True, "mode": a.mode,
         "prog": {"id": a.prog_id, "tag": a.prog_tag, "name": a.prog_name},
-        "pin_dir": a.pin_dir, "pin_path": f"{a.pin_dir}/prog", "pins": a.pins,
+        "netns": ns, "pin_dir": a.pin_dir, "pin_path": f"{a.pin_dir}/prog", "pins": a.pins,
         "stacks": [{"id": s.id, "name": s.name, "pid": s.pid, "uid": s.uid, "user": s.user,
                     "xsk_first_slot": s.xsk_first_slot, "xsk_slots": s.xsk_slots,
                     "port_ifindex": s.port_ifindex, "target": s.target,
@@ -44,6 +45,7 @@ def _fmt_bytes(n: int) -> str:
 
 def _text(d: dict) -> str:
     lines = [f"{d['ifname']}: attached in {d['mode']} mode",
+             f"  netns     {nsstate.text(d['netns'])}: state under {d['netns']['dir']}",
              f"  program   id {d['prog']['id']}  {d['prog']['name']}  tag {d['prog']['tag']}",
              f"  pinned    {d['pin_path']}  ({len(d['pins'])} pins under {d['pin_dir']})"]
     if d["stacks"]:
@@ -82,7 +84,8 @@ def _claim_text(c: dict) -> str:
 def status(iface: str | None, as_json: bool):
     """Show the attached program (id, tag, mode, pin path), claims with their owners, and counters.
 
-    Without IFACE: every interface with pins under the bpffs root."""
+    Without IFACE: every interface of this network namespace with pins (under the bpffs root's
+    netns-INODE directory; INODE as `ls -l /proc/PID/ns/net` or `lsns -t net` show it)."""
     if iface:
         d = describe(iface)
         emit_json(d) if as_json else click.echo(_text(d))
@@ -96,6 +99,8 @@ def status(iface: str | None, as_json: bool):
     if as_json:
         emit_json(out)
     elif not out:
-        click.echo(f"no interface is attached (no pins under {loader.paths.bpffs_root()})")
+        ns = nsstate.describe()
+        click.echo(f"no interface is attached in this network namespace ({nsstate.text(ns)}; "
+                   f"no pins under {ns['dir']})")
     else:
         click.echo("\n".join(_text(d) if d.get("attached") else f"{d['ifname']}: {d['error']}" for d in out))

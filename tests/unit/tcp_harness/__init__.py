@@ -70,6 +70,7 @@ def _header_cdef(text: str) -> str:
 def _cdef() -> str:
     parts = [_header_cdef((CSRC / "addr.h").read_text()),
              _header_cdef((CSRC / "timer.h").read_text()),
+             _header_cdef((CSRC / "tcp_stats.h").read_text()),
              _header_cdef((CSRC / "tcp" / "tcp.h").read_text()),
              _header_cdef((HERE / "harness.h").read_text())]
     text = "\n".join(parts)
@@ -91,7 +92,7 @@ def load():
     cdef = _cdef()
     h = hashlib.sha256(cdef.encode() + " ".join(CFLAGS).encode())
     for p in [*_sources(), *sorted((CSRC / "tcp").glob("*.h")), CSRC / "timer.h", CSRC / "addr.h",
-              HERE / "harness.h"]:
+              CSRC / "tcp_stats.h", HERE / "harness.h"]:
         h.update(p.name.encode() + p.read_bytes())
     digest = h.hexdigest()[:16]
     name = f"_tcp_th_{digest}"
@@ -353,7 +354,7 @@ class Stack:
         assert r == 0, f"invariant broken at tcp_conn.c:{r}"
 
     def stats(self):
-        st = self.ffi.new("struct tcp_stack_stats *")
+        st = self.ffi.new("struct us_tcp_stats *")
         self.lib.tcp_stack_stats(self.ts, st)
         return Info(self.ffi, st)
 

@@ -61,14 +61,15 @@ static void report(struct us_stack *st, const struct counts *c, int verbose)
 	us_tcp_stack_stats(st, &t);
 	printf("{\"datagrams\": %llu, \"bytes\": %llu, \"echoed\": %llu, \"send_errors\": %llu, "
 	       "\"first_ns\": %llu, \"last_ns\": %llu, \"rx_frames\": %llu, \"rx_queue_full\": %llu, "
-	       "\"rx_bad_csum\": %llu, \"rx_malformed\": %llu, \"tx_frames\": %llu, "
+	       "\"rx_bad_csum\": %llu, \"rx_csum_partial\": %llu, \"rx_malformed\": %llu, \"tx_frames\": %llu, "
 	       "\"tcp_accepted\": %llu, \"tcp_bytes\": %llu, \"tcp_open\": %llu, \"tcp_resets\": %llu, "
 	       "\"tcp_retransmits\": %llu, \"tcp_listen_drops\": %llu}\n",
 	       (unsigned long long)c->datagrams, (unsigned long long)c->bytes,
 	       (unsigned long long)c->echoed, (unsigned long long)c->send_errors,
 	       (unsigned long long)c->first, (unsigned long long)c->last,
 	       (unsigned long long)s.rx_frames, (unsigned long long)s.rx_queue_full,
-	       (unsigned long long)s.rx_bad_csum, (unsigned long long)s.rx_malformed,
+	       (unsigned long long)s.rx_bad_csum, (unsigned long long)s.rx_csum_partial,
+	       (unsigned long long)s.rx_malformed,
 	       (unsigned long long)s.tx_frames, (unsigned long long)c->tcp_accepted,
 	       (unsigned long long)c->tcp_bytes, (unsigned long long)c->tcp_open,
 	       (unsigned long long)c->tcp_resets, (unsigned long long)t.retransmits,

@@ -62,6 +62,7 @@
 #include <sys/types.h>
 
 #include "../addr.h"
+#include "../tcp_stats.h"
 
 struct tcp_stack;
 struct tcp_sock;
@@ -119,18 +120,15 @@ uint64_t tcp_next_deadline(const struct tcp_stack *ts);
 /* Nonzero when a segment waits for TX ring room (emit returned -ENOBUFS). */
 int tcp_tx_blocked(const struct tcp_stack *ts);
 
-struct tcp_stack_stats {
-	uint64_t segs_in, segs_out, bytes_in, bytes_out;   /* bytes: payload */
-	uint64_t bad_segs;             /* malformed headers */
-	uint64_t rst_in, rst_out, no_socket;
-	uint64_t retransmits, timeouts, fast_retransmits;
-	uint64_t challenge_acks, challenge_acks_limited, paws_drops, ooo_segs;
-	uint64_t listen_drops;         /* SYN or handshake ACK dropped: backlog full */
-	uint64_t active_opens, passive_opens, established_resets;
-	uint64_t emit_nobufs;
-	uint32_t conns, listeners, time_wait;
-};
-void tcp_stack_stats(const struct tcp_stack *ts, struct tcp_stack_stats *out);
+/* Counters: struct us_tcp_stats (../tcp_stats.h). The core counts into its own copy, or into the
+ * one tcp_stack_count_into names (the stack's shared counters page), through a pointer; the
+ * gauges (conns, listeners, time_wait) are kept current there. The port_* fields are the
+ * stack's: the core leaves them alone. */
+void tcp_stack_stats(const struct tcp_stack *ts, struct us_tcp_stats *out);
+/* Count into *where from now on (call it before the first tcp_input): its counters are counted
+ * on, not reset, so that a TCP the stack re-creates continues the counts of the one before; the
+ * gauges are set from this stack. tcp_stack_free sets the gauges to 0. */
+void tcp_stack_count_into(struct tcp_stack *ts, struct us_tcp_stats *where);
 
 /* ---- sockets ---- */
 enum tcp_state {

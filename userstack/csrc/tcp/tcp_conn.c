@@ -83,6 +83,7 @@ struct tcp_stack *tcp_stack_new(const struct tcp_config *cfg, const struct tcp_h
 	if (hooks)
 		ts->hooks = *hooks;
 	ts->ctx = ctx;
+	ts->st = &ts->own_st;
 	derive_key(c, "conn-hash", ts->hkey);
 	derive_key(c, "isn", ts->isn_key);
 	derive_key(c, "tsoff", ts->ts_key);
@@ -208,17 +209,22 @@ void tcp_stack_free(struct tcp_stack *ts)
 		free(ts->sock_cache[i]);
 	for (uint32_t i = 0; i < ts->nmem_cache; i++)
 		free(ts->mem_cache[i]);
+	ts->nconn = ts->nlisten = ts->ntw = 0;
+	tcp_gauges(ts);
 	free(ts->ctab);
 	free(ts->ltab);
 	free(ts);
 }
 
-void tcp_stack_stats(const struct tcp_stack *ts, struct tcp_stack_stats *out)
+void tcp_stack_stats(const struct tcp_stack *ts, struct us_tcp_stats *out)
 {
-	*out = ts->st;
-	out->conns = ts->nconn;
-	out->listeners = ts->nlisten;
-	out->time_wait = ts->ntw;
+	*out = *ts->st;
+}
+
+void tcp_stack_count_into(struct tcp_stack *ts, struct us_tcp_stats *where)
+{
+	ts->st = where ? where : &ts->own_st;
+	tcp_gauges(ts);
 }
 
 int tcp_tx_blocked(const struct tcp_stack *ts)
@@ -292,6 +298,7 @@ int tcp_hash_insert(struct tcp_sock *s)
 		if (++ts->nconn > ts->cmask + 1)       /* load <= 1: a lookup touches ~1 socket */
 			ctab_grow(ts);
 	}
+	tcp_gauges(ts);
 	s->hashed = true;
 	return 0;
 }
@@ -306,6 +313,7 @@ static void tcp_unhash(struct tcp_sock *s)
 		ts->nlisten--;
 	else
 		ts->nconn--;
+	tcp_gauges(ts);
 	s->hashed = false;
 	if (ts->last == s)
 		ts->last = NULL;
@@ -413,6 +421,7 @@ void tcp_set_state(struct tcp_sock *s, int st)
 	if (s->state == TCPS_TIME_WAIT && s->in_tw_count) {
 		ts->ntw--;
 		s->in_tw_count = false;
+		tcp_gauges(ts);
 	}
 	s->state = (uint8_t)st;
 	tcp_notify(s, false);
@@ -478,6 +487,7 @@ void tcp_destroy(struct tcp_sock *s)
 	if (s->in_tw_count) {
 		ts->ntw--;
 		s->in_tw_count = false;
+		tcp_gauges(ts);
 	}
 	list_del(&s->dirty_node);
 	list_del(&s->ev_node);
@@ -502,7 +512,7 @@ void tcp_done(struct tcp_sock *s, int err)
 	if (err) {
 		s->err = err;
 		if (s->state >= TCPS_ESTABLISHED && s->state != TCPS_TIME_WAIT)
-			s->ts->st.established_resets++;
+			s->ts->st->established_resets++;
 	}
 	clear_timers(s);
 	tcp_unhash(s);
@@ -525,6 +535,7 @@ void tcp_enter_time_wait(struct tcp_sock *s, uint64_t now)
 	uint64_t until = ts->ntw >= ts->cfg.max_time_wait ? now : now + ts->cfg.time_wait_us;
 	tcp_set_state(s, TCPS_TIME_WAIT);
 	ts->ntw++;
+	tcp_gauges(ts);
 	s->in_tw_count = true;
 	/* Keep only what TIME_WAIT needs: the sequence numbers. Unread data stays readable. */
 	tcp_buf_put(ts, s->sndbuf.buf, s->sndbuf.cap);
@@ -689,7 +700,7 @@ int tcp_connect(struct tcp_sock *s, const struct us_endpoint *remote,
 	s->last_recv = now;
 	tcp_hash_insert(s);
 	tcp_mark_dirty(s);
-	ts->st.active_opens++;
+	ts->st->active_opens++;
 	return 0;
 }
 
@@ -1164,5 +1175,6 @@ int tcp_check_invariants(const struct tcp_stack *ts)
 			l++;
 		}
 	CHECK(n == ts->nconn && l == ts->nlisten);
+	CHECK(ts->st->conns == ts->nconn && ts->st->listeners == ts->nlisten && ts->st->time_wait == ts->ntw);
 	return 0;
 }

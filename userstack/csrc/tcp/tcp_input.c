@@ -11,13 +11,13 @@ void tcp_input(struct tcp_stack *ts, const struct us_addr *src, const struct us_
 {
 	struct tcp_seg seg;
 	tcp_touch(ts, now);
-	ts->st.segs_in++;
+	ts->st->segs_in++;
 	if (tcp_parse(p, len, &seg) < 0 || !seg.sport || !seg.dport || src->family != dst->family ||
 	    (src->family != US_AF4 && src->family != US_AF6)) {
-		ts->st.bad_segs++;
+		ts->st->bad_segs++;
 		return;
 	}
-	ts->st.bytes_in += seg.len;
+	ts->st->bytes_in += seg.len;
 	tcp_process(ts, src, dst, &seg, now);
 	tcp_dispatch_events(ts);
 }
@@ -75,7 +75,7 @@ static void listen_input(struct tcp_sock *l, const struct us_endpoint *le, const
 	if (!(seg->flags & TH_SYN))
 		return;
 	if (l->nacceptq >= l->backlog || l->nsynq >= l->backlog) {
-		ts->st.listen_drops++;               /* like Linux: drop, the peer retries */
+		ts->st->listen_drops++;              /* like Linux: drop, the peer retries */
 		return;
 	}
 	struct tcp_sock *c = tcp_sock_alloc(ts);
@@ -120,7 +120,7 @@ static void listen_input(struct tcp_sock *l, const struct us_endpoint *le, const
 	c->last_recv = now;
 	tcp_hash_insert(c);
 	tcp_mark_dirty(c);
-	ts->st.passive_opens++;
+	ts->st->passive_opens++;
 	/* Data on the SYN is not acknowledged (no TFO): the peer sends it again. */
 }
 
@@ -140,7 +140,7 @@ static void syn_sent_input(struct tcp_sock *s, const struct us_addr *src, const 
 	if (seg->flags & TH_RST) {
 		/* RFC 5961 3.2 / RFC 9293: acceptable only if it acknowledges our SYN. */
 		if (ack) {
-			s->ts->st.rst_in++;
+			s->ts->st->rst_in++;
 			tcp_done(s, ECONNREFUSED);
 		}
 		return;
@@ -325,7 +325,7 @@ static void receive_data(struct tcp_sock *s, const struct tcp_seg *seg, uint64_t
 		return;
 	}
 	/* Out of order: keep it at its place, ACK at once with SACK (RFC 5681 4.2, RFC 2018). */
-	s->ts->st.ooo_segs++;
+	s->ts->st->ooo_segs++;
 	if (ranges_add(ooo, seq, seq + len)) {
 		tcp_ring_write_at(rb, rb->len + off, data, len);
 		tcp_ooo_note(s, seq);
@@ -341,7 +341,7 @@ void tcp_enter_recovery(struct tcp_sock *s, uint64_t now)
 	s->in_recovery = true;
 	s->recoveries++;
 	s->fast_retransmits++;
-	s->ts->st.fast_retransmits++;
+	s->ts->st->fast_retransmits++;
 	uint32_t flight = s->snd_max - s->snd_una;
 	s->recover = s->snd_max;
 	s->ca->on_loss(&s->cc, flight, now);
@@ -522,7 +522,7 @@ static void sync_input(struct tcp_sock *s, const struct tcp_seg *seg, uint64_t n
 			return;                                /* RFC 7323 3.2: SHOULD drop */
 		bool valid = now - s->ts_recent_at < 24ull * 86400 * 1000000;
 		if (valid && seq_lt(seg->tsval, s->ts_recent)) {
-			ts->st.paws_drops++;
+			ts->st->paws_drops++;
 			s->ack_now = true;
 			tcp_mark_dirty(s);
 			return;
@@ -589,7 +589,7 @@ static void sync_input(struct tcp_sock *s, const struct tcp_seg *seg, uint64_t n
 			tcp_challenge_ack(s, now);
 			return;
 		}
-		ts->st.rst_in++;
+		ts->st->rst_in++;
 		switch (s->state) {
 		case TCPS_SYN_RECEIVED:
 			tcp_done(s, s->passive ? 0 : ECONNREFUSED);   /* passive: back to LISTEN */
@@ -615,7 +615,7 @@ static void sync_input(struct tcp_sock *s, const struct tcp_seg *seg, uint64_t n
 			return;
 		}
 		if (s->parent && s->parent->nacceptq >= s->parent->backlog) {
-			ts->st.listen_drops++;                 /* Linux: drop, SYN-ACK is retried */
+			ts->st->listen_drops++;                /* Linux: drop, SYN-ACK is retried */
 			return;
 		}
 		s->snd_wnd = (uint32_t)seg->wnd << s->snd_wscale;
@@ -732,7 +732,7 @@ void tcp_process(struct tcp_stack *ts, const struct us_addr *src, const struct u
 			listen_input(lst, &l, &r, src, dst, seg, now, iss_hint);
 			return;
 		}
-		ts->st.no_socket++;
+		ts->st->no_socket++;
 		tcp_reply_rst(ts, src, dst, seg);              /* 3.10.7.1 CLOSED */
 		return;
 	}

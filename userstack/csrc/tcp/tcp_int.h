@@ -178,7 +178,8 @@ struct tcp_stack {
 	/* RFC 5961 sec. 7 challenge-ACK limit */
 	uint64_t chal_window;
 	uint32_t chal_count;
-	struct tcp_stack_stats st;
+	struct us_tcp_stats *st;                   /* counters: &own_st or tcp_stack_count_into's */
+	struct us_tcp_stats own_st;
 	/* Buffers of the configured sizes kept for the next connection: no malloc, no page
 	 * faults on fresh pages for short connections (HTTP with Connection: close). */
 	void *buf_cache[TCP_BUF_CACHE];
@@ -199,6 +200,15 @@ static inline void tcp_touch(struct tcp_stack *ts, uint64_t now)
 		ts->now = now;
 	if (!ts->wheel.count && now > ts->wheel.now)
 		ts->wheel.now = now;
+}
+
+/* The gauges in the counters, after nconn, nlisten or ntw changed (per connection, not per
+ * segment). */
+static inline void tcp_gauges(struct tcp_stack *ts)
+{
+	ts->st->conns = ts->nconn;
+	ts->st->listeners = ts->nlisten;
+	ts->st->time_wait = ts->ntw;
 }
 
 /* tcp_conn.c */

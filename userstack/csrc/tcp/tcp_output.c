@@ -52,11 +52,11 @@ static int do_emit(struct tcp_stack *ts, const struct us_addr *src, const struct
 	int r = ts->hooks.emit ? ts->hooks.emit(ts->ctx, src, dst, ts->hdr, hl, p1, l1, p2, l2) : 0;
 	if (r < 0) {
 		ts->tx_blocked = true;
-		ts->st.emit_nobufs++;
+		ts->st->emit_nobufs++;
 		return r;
 	}
-	ts->st.segs_out++;
-	ts->st.bytes_out += (uint64_t)l1 + l2;
+	ts->st->segs_out++;
+	ts->st->bytes_out += (uint64_t)l1 + l2;
 	return 0;
 }
 
@@ -163,7 +163,7 @@ static void emit_rst(struct tcp_stack *ts, const struct us_addr *src, const stru
 	o.ws = -1;
 	size_t hl = tcp_build(ts->hdr, sport, dport, seq, ack, flags, 0, &o);
 	if (do_emit(ts, src, dst, hl, NULL, 0, NULL, 0) == 0)
-		ts->st.rst_out++;
+		ts->st->rst_out++;
 }
 
 /* RST for an active close or abort: <SEQ=SND.NXT><ACK=RCV.NXT><CTL=RST,ACK> (like Linux). */
@@ -205,11 +205,11 @@ void tcp_challenge_ack(struct tcp_sock *s, uint64_t now)
 		ts->chal_count = 0;
 	}
 	if (ts->chal_count >= ts->cfg.challenge_ack_limit) {
-		ts->st.challenge_acks_limited++;
+		ts->st->challenge_acks_limited++;
 		return;
 	}
 	ts->chal_count++;
-	ts->st.challenge_acks++;
+	ts->st->challenge_acks++;
 	tcp_send_ack(s, now);
 }
 
@@ -242,7 +242,7 @@ static int send_range(struct tcp_sock *s, uint32_t seq, uint32_t len, bool may_f
 	uint32_t end = seq + len + (fin ? 1 : 0);
 	if (seq_lt(seq, s->snd_max)) {
 		s->retransmits++;
-		ts->st.retransmits++;
+		ts->st->retransmits++;
 		s->bytes_retrans += len;
 		s->rtt_active = false;                     /* Karn */
 	} else {
@@ -363,7 +363,7 @@ void tcp_output(struct tcp_sock *s, uint64_t now)
 				s->rtt_time = now;
 			} else {
 				s->retransmits++;
-				ts->st.retransmits++;
+				ts->st->retransmits++;
 				s->rtt_active = false;
 			}
 			s->snd_nxt = s->snd_max = s->iss + 1;

@@ -94,7 +94,7 @@ static bool on_rto(struct tcp_sock *s, uint64_t now)
 		}
 		s->retries++;
 		s->timeouts++;
-		ts->st.timeouts++;
+		ts->st->timeouts++;
 		backoff_rto(s);
 		s->syn_pending = true;
 		tcp_mark_dirty(s);
@@ -114,7 +114,7 @@ static bool on_rto(struct tcp_sock *s, uint64_t now)
 #endif
 	s->retries++;
 	s->timeouts++;
-	ts->st.timeouts++;
+	ts->st->timeouts++;
 	s->rto_tsval = tcp_ts_now(s, now);
 	tcp_timer_clear(s, T_REORDER);
 	uint32_t flight = s->snd_max - s->snd_una;
