@@ -15,7 +15,6 @@ import contextlib
 import json
 import os
 import pwd
-import select
 import subprocess
 import sys
 import time
@@ -140,18 +139,6 @@ def _let_nobody_in(say) -> None:
             f"in its own mount namespace[/]")
 
 
-def _said(p: subprocess.Popen, timeout: float = 1.0) -> str:
-    """What p wrote to its stderr pipe so far, waiting at most timeout: p may still be running."""
-    fd, chunks, deadline = p.stderr.fileno(), [], time.monotonic() + timeout
-    os.set_blocking(fd, False)
-    while select.select([fd], [], [], max(0.0, deadline - time.monotonic()))[0]:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    return b"".join(chunks).decode(errors="replace").strip()
-
-
 def _why(x: str, tb: Testbed) -> str:
     """What `xdpstack stacks` says of the stack: where its frames went."""
     r = subprocess.run([x, "--netns", tb.dut.ns, "stacks", tb.dut.ifname], capture_output=True,
@@ -201,7 +188,7 @@ def run(seconds: float = 8.0, rate: int = 200, console: Console | None = None) -
             deadline = time.monotonic() + 10
             while not registry.list_stacks(tb.dut.ifname):
                 if launcher.poll() is not None or time.monotonic() > deadline:
-                    why = _said(launcher) or "no stack registered within 10 s"
+                    why = procs.available(launcher.stderr) or "no stack registered within 10 s"
                     say(f"[red]the launcher failed[/]: {why}")
                     return 1
                 time.sleep(0.05)
@@ -222,7 +209,7 @@ def run(seconds: float = 8.0, rate: int = 200, console: Console | None = None) -
                     pass
                 if launcher.poll() is not None:
                     say(f"[red]the launcher ended early[/] (exit {launcher.returncode}): "
-                        f"{_said(launcher)}")
+                        f"{procs.available(launcher.stderr)}")
                     return 1
                 snap = counters.snapshot(tb.dut.ifname)
                 rows = [(rec.name, snap.stacks.get(rec.id, {}))
