@@ -20,8 +20,10 @@ demo: setup
 soak: setup
 	cd "$(HERE)" && $(PYTEST) -q -m soak -o addopts='-p no:cacheprovider'
 
-C_SOURCES := $(patsubst $(HERE)/%,%,$(wildcard $(addprefix $(HERE)/,userstack/csrc/*.c userstack/csrc/tcp/*.c \
-               userstack/csrc/apps/*.c tools/*.c)))
+# The stack's sources (userstack/csrc/SOURCES, the list its Makefile and userstack/_build.py read),
+# the applications and the tools.
+C_SOURCES := $(addprefix userstack/csrc/,$(shell sed -e 's/\#.*//' "$(HERE)/userstack/csrc/SOURCES")) \
+             $(patsubst $(HERE)/%,%,$(wildcard $(HERE)/userstack/csrc/apps/*.c $(HERE)/tools/*.c))
 
 lint: setup
 	cd "$(HERE)" && .venv/bin/ruff check xdpstack userstack tools tests
@@ -29,6 +31,7 @@ lint: setup
 	@cd "$(HERE)" && for cc in gcc clang; do for f in $(C_SOURCES); do \
 	  $$cc -std=gnu11 -O2 -Wall -Wextra -Werror -fsyntax-only -Iuserstack/csrc $$f || exit 1; done; done; \
 	  echo "C sources: warning-free with gcc and clang (-Wall -Wextra -Werror)"
+	cd "$(HERE)" && $(MAKE) -s -C userstack/csrc && $(PY) tools/check_layers.py --objects userstack/csrc/build
 
 clean:
 	cd "$(HERE)" && rm -rf build *.egg-info .venv .hypothesis .ruff_cache

@@ -12,6 +12,7 @@ with cffi); this package is its Python face:
     userstack.aio.start_server(cb, host, port, stack=...), open_connection(host, port, stack=...)
     userstack.xsk.create(...)   AF_XDP sockets + UMEM for a launcher
     userstack.ctl               codec of the stack <-> launcher control channel
+    userstack.agent             the agent answering it (launcher and Stack.create alike)
 """
 from userstack.stack import Stack, UdpSocket
 from userstack.tcp import TcpSocket

@@ -17,13 +17,19 @@ import cffi
 
 HERE = Path(__file__).resolve().parent
 CSRC = HERE / "csrc"
-# Order matters: a header's types before their use.
-HEADERS = ["addr.h", "env.h", "ctl.h", "netdev.h", "tcp_stats.h", "api.h", "xsk.h", "wire.h", "testing.h",
-           "fault.h"]
-SOURCES = ["wire.c", "env.c", "xsk.c", "stack.c", "neigh.c", "ctl.c", "ip.c", "udp.c", "memdev.c", "fault.c",
-           "opts.c", "tcp_glue.c", "timer.c",
-           *(f"tcp/{n}" for n in ("tcp_conn.c", "tcp_input.c", "tcp_output.c", "tcp_timer.c", "tcp_sack.c",
-                                  "tcp_wire.c", "cc_newreno.c", "cc_cubic.c", "isn.c"))]
+# Order matters: a header's types before their use. Paths relative to userstack/csrc.
+HEADERS = ["base/addr.h", "base/env.h", "stack/ctl.h", "dev/netdev.h", "tcp/tcp_stats.h", "dev/xdp_stats.h",
+           "api.h", "dev/xsk.h", "base/wire.h", "dev/memdev.h", "stack/testing.h", "dev/fault.h",
+           "stack/faults.h"]
+
+
+def read_sources(path: Path = CSRC / "SOURCES") -> list[str]:
+    """The C sources of the stack (userstack/csrc/SOURCES, shared with userstack/csrc/Makefile)."""
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line]
+
+
+SOURCES = read_sources()
 CFLAGS = ["-O2", "-g", "-Wall", "-Wextra", "-Werror", "-std=gnu11", "-fno-strict-aliasing"]
 
 

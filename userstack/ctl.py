@@ -1,4 +1,4 @@
-"""Codec for the control channel between a stack and its launcher (userstack/csrc/ctl.h).
+"""Codec for the control channel between a stack and its launcher (userstack/csrc/stack/ctl.h).
 
 Every message is exactly 64 bytes on a SOCK_SEQPACKET socket: a header (type, version, seq),
 a body, zero padding. Integers are native order (both ends are on one machine); addresses are

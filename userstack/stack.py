@@ -36,10 +36,10 @@ _WAIT_SLICE_MS = 200          # blocking calls wake this often so that signals r
 
 
 class Stack:
-    def __init__(self, handle, *, xsks=None, resolver=None, driver: bool = True):
+    def __init__(self, handle, *, xsks=None, agent=None, driver: bool = True):
         self._st = handle
         self._xsks = xsks
-        self._resolver = resolver
+        self._agent = agent                 # userstack.agent.InProcessAgent, or None
         self._socks: set[UdpSocket] = set()
         self._tcp: weakref.WeakSet = weakref.WeakSet()   # a TCP socket nobody holds is closed
         if driver:
@@ -68,9 +68,12 @@ class Stack:
         udp/tcp: ports claimed on every local address (IPv4 and IPv6); tuples: explicit
         (proto, address, port). addrs, mac and mtu default to the interface's own. Redirecting the
         packets into the sockets (XSKMAP) is the caller's business: see `fds`/`queue_ids`.
-        claims=True: active opens (TCP connect) claim their local ports by binding kernel sockets
-        in this network namespace (userstack.resolver), for the caller to redirect.
-        local_peer: accept the partial checksums of a kernel peer on this host (csrc/wire.h);
+        resolve=True: the stack's control channel is answered in this process by the agent that
+        answers launched stacks (userstack.agent: neighbours from the kernel, resolved on demand and
+        followed). claims=True: active opens (TCP connect) claim their local ports by binding kernel
+        sockets in this network namespace (userstack.agent.KernelPortClaims), for the caller to
+        redirect; without it they fail (EOPNOTSUPP from the agent).
+        local_peer: accept the partial checksums of a kernel peer on this host (csrc/base/wire.h);
         default: when ifname is a veth, as the launcher decides."""
         from userstack import xsk
         info = _link_info(ifname)
@@ -86,13 +89,18 @@ class Stack:
             frame_size = 2048 if mtu + 22 <= 2048 else 4096
         xs = xsk.create(ifname, queues, frames=frames, frame_size=frame_size, ring_size=ring_size,
                         need_wakeup=need_wakeup)
-        resolver = None
+        agent = None
         try:
             ctl_fd = -1
             if resolve:
-                from userstack.resolver import Resolver
+                from userstack.agent import InProcessAgent
                 a, b = _socket.socketpair(_socket.AF_UNIX, _socket.SOCK_SEQPACKET)
-                resolver = Resolver(b, info["ifindex"], claims=claims)
+                try:
+                    agent = InProcessAgent(b, info["ifindex"], claims=claims)
+                except BaseException:
+                    a.close()
+                    b.close()
+                    raise
                 ctl_fd = a.detach()
             xs.set_identity(name=name, mac=mac or info["mac"], mtu=mtu, addrs=addrs, tuples=tuples,
                             ctl_fd=ctl_fd, busy_poll=busy_poll, local_peer=local_peer)
@@ -103,11 +111,11 @@ class Stack:
                     _socket.close(ctl_fd)
                 check(err[0])
         except BaseException:
-            if resolver:
-                resolver.close()
+            if agent:
+                agent.close()
             xs.close()
             raise
-        st = cls(h, xsks=xs, resolver=resolver, driver=driver)
+        st = cls(h, xsks=xs, agent=agent, driver=driver)
         st._ctl_fd = ctl_fd
         return st
 
@@ -174,7 +182,7 @@ class Stack:
         return TcpSocket(self, family)
 
     def tcp_configure(self, spec: str = "", **knobs) -> None:
-        """Set the stack's TCP knobs (the XDPSTACK_TCP syntax of csrc/env.h, or keywords:
+        """Set the stack's TCP knobs (the XDPSTACK_TCP syntax of csrc/base/env.h, or keywords:
         cc="newreno", sndbuf=4 << 20, rto_min_ms=5 ...) before its first TCP socket."""
         words = [spec] + [f"{k}={v}" for k, v in knobs.items()]
         self._check_open()
@@ -201,7 +209,7 @@ class Stack:
 
     def set_faults(self, *, seed: int = 1, drop: float = 0.0, duplicate: float = 0.0, reorder: float = 0.0,
                    corrupt: float = 0.0, rx: bool = True, tx: bool = True) -> None:
-        """Inject faults between the stack and its device (csrc/fault.h): each rate is a
+        """Inject faults between the stack and its device (csrc/stack/faults.h): each rate is a
         probability per frame; the same seed gives the same faults for the same frames."""
         self._check_open()
         c = ffi.new("struct us_fault_config *")
@@ -243,8 +251,8 @@ class Stack:
             s.close()
         lib.us_stack_close(self._st)
         self._st = None
-        if self._resolver:
-            self._resolver.close()
+        if self._agent:
+            self._agent.close()
         if self._xsks:
             self._xsks.close()
             if getattr(self, "_ctl_fd", -1) >= 0:
@@ -404,16 +412,19 @@ class UdpSocket:
 
 
 def _link_info(ifname: str) -> dict:
-    """ifindex, MAC, MTU, kind ("veth", ... or "") and global addresses of ifname (this thread's
-    network namespace)."""
+    """ifindex, MAC, MTU, kind ("veth", ... or "") and addresses of ifname (this thread's network
+    namespace). The addresses are the ones the launcher hands a stack: every address configured
+    on the interface, IPv4 and IPv6, link-local included, in the kernel's order (IFA_LOCAL, the
+    local end on a point-to-point link, else IFA_ADDRESS)."""
     from pyroute2 import IPRoute
     with IPRoute() as ipr:
         idx = ipr.link_lookup(ifname=ifname)
         if not idx:
             raise OSError(errno.ENODEV, f"no such device: {ifname}")
         link = ipr.get_links(idx[0])[0]
-        addrs = [a.get("IFA_ADDRESS") for a in ipr.get_addr(index=idx[0])
-                 if a["scope"] == 0]                       # RT_SCOPE_UNIVERSE: not link-local
+        addrs = [a.get("IFA_LOCAL") or a.get("IFA_ADDRESS") for a in ipr.get_addr(index=idx[0])
+                 if a["family"] in (_socket.AF_INET, _socket.AF_INET6)]
+        addrs = [a for a in addrs if a]
         linkinfo = link.get("IFLA_LINKINFO")
         kind = (linkinfo.get("IFLA_INFO_KIND") if linkinfo else None) or ""
         return {"ifindex": idx[0], "mac": link.get("IFLA_ADDRESS"), "mtu": link.get("IFLA_MTU"),

@@ -9,7 +9,7 @@
     xs.close()                                           # after the application is gone
 
 The sockets are bound (the rings are empty: the application fills them) and stay alive here until
-close(); the application maps the UMEM memfd and the rings itself (csrc/xsk.c, us_xdev_open).
+close(); the application maps the UMEM memfd and the rings itself (csrc/dev/xsk.c, us_xdev_open).
 """
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ class XskSet:
         """Fill the rest of the description. tuples: (proto, address, port); address "0.0.0.0" or
         "::" claims the port on every local address of that family. local_peer: the NIC's peer is
         a kernel on this host (a veth), whose partial checksums the stack accepts. stats_fd,
-        stats_size: a shared page for the stack's counters (XDPSTACK_STATS in csrc/env.h)."""
+        stats_size: a shared page for the stack's counters (XDPSTACK_STATS in csrc/base/env.h)."""
         d = self.desc
         d.name = name.encode()[: lib.US_NAME_LEN - 1]
         d.stack_id = stack_id
@@ -88,7 +88,7 @@ class XskSet:
         d.stats_fd, d.stats_size = stats_fd, stats_size
 
     def env(self, **identity) -> dict[str, str]:
-        """The XDPSTACK_* variables (csrc/env.h); keyword arguments as for set_identity."""
+        """The XDPSTACK_* variables (csrc/base/env.h); keyword arguments as for set_identity."""
         if identity:
             self.set_identity(**identity)
         n = lib.us_desc_format_env(self.desc, ffi.NULL, 0)

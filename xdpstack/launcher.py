@@ -7,7 +7,8 @@ This is the one place where the control path (xdpstack) and the stacks (userstac
     3. give it a virtual port                      ports.create (veth pair, port programs, devmap)
     4. create its UMEM and AF_XDP sockets          userstack.xsk.create, registry.set_xsk
     5. start CMD as the user, fds inherited        subprocess + XDPSTACK_* environment
-    6. answer its control channel                  agent.StackAgent (neighbours, ephemeral ports)
+    6. answer its control channel                  userstack.agent.StackAgent (neighbours), with
+                                                   the launcher's ephemeral claims injected
     7. wait; on CMD's end or SIGINT/SIGTERM/SIGHUP, undo 6..1 within a second, pass the status on
 
 If the launcher itself is killed with SIGKILL, the application dies with it (PR_SET_PDEATHSIG) and
@@ -31,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xdpstack import agent, loader, netlink, paths, ports, reach, registry, stackstats
+from xdpstack import loader, netlink, paths, ports, reach, registry, stackstats
 from xdpstack.errors import NotRoot, StackError, UsageError
 from xdpstack.layout import CONST
 
@@ -150,7 +151,7 @@ class Launch:
         self.rec.port_ifindex = port.outer_index
         registry.update_stack(s.ifname, self.rec)
 
-        from userstack import xsk  # the stack half, imported only here
+        from userstack import agent, xsk  # the stack half, imported only here
         self.xsks = xsk.create(port.inner, queues=s.queues)
         self.undo.callback(self.xsks.close)            # closing the sockets empties their XSK slots
         for qid, fd in zip(self.xsks.queue_ids, self.xsks.fds, strict=True):
@@ -182,6 +183,8 @@ class Launch:
             stack_end.close()
         self.undo.callback(self._stop_child)
         # The agent starts after the fork (no threads while preexec_fn runs); it inherits our netns.
+        # It is the stacks' own (userstack.agent); what only the launcher can do, claims in the
+        # registry and the demux maps bound as the user, it gets from us.
         self.agent = agent.StackAgent(ours, nic_index, claim=self._claim_ephemeral, release=self._release)
         self.undo.callback(self.agent.close)
         self._write_status(first=True)

@@ -24,13 +24,10 @@ mutation on that interface: their sockets died with them, their map entries go t
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import ipaddress
 import os
-import pwd
 import socket
-import struct
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -38,6 +35,7 @@ from xdpstack import libbpf, netlink, nsstate, ports
 from xdpstack.errors import ClaimError, PermissionDenied, PortInUse, StackError, UsageError
 from xdpstack.layout import CONST, PROTO_NAMES, PROTOS, ffi, tuple_from_key, tuple_key
 from xdpstack.maps import PinnedMap, open_map
+from xdpstack.reservation import bind_as, drop_everything, socket_holders, user_name
 
 TARGET_XSK = CONST["XS_TARGET_XSK"]
 TARGET_PORT = CONST["XS_TARGET_PORT"]
@@ -87,7 +85,7 @@ class StackRecord:
 
     @property
     def user(self) -> str:
-        return _user_name(self.uid)
+        return user_name(self.uid)
 
 
 @dataclass(frozen=True)
@@ -111,13 +109,6 @@ class ClaimInfo:
 def tuple_text(proto: str, family: int, addr: str | None, port: int) -> str:
     a = addr or ("0.0.0.0" if family == 4 else "::")
     return f"{proto} {a}:{port}" if family == 4 else f"{proto} [{a}]:{port}"
-
-
-def _user_name(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return str(uid)
 
 
 def pid_alive(pid: int) -> bool:
@@ -310,113 +301,6 @@ def _record(ifname: str, stack_id: int) -> StackRecord:
     return StackRecord.from_cdata(stack_id, v)
 
 
-# ---- reservation sockets ------------------------------------------------------------------------
-
-# cBPF "ret #0": a UDP reservation socket queues nothing
-_DROP_ALL = (ctypes.c_ubyte * 8).from_buffer_copy(struct.pack("HBBI", 0x06, 0, 0, 0))
-SO_ATTACH_FILTER = 26
-
-
-def _drop_everything(sock: socket.socket):
-    prog = struct.pack("HL", 1, ctypes.addressof(_DROP_ALL))
-    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, prog)
-
-
-def _groups_of(uid: int, gid: int) -> list[int]:
-    try:
-        return os.getgrouplist(pwd.getpwuid(uid).pw_name, gid)
-    except KeyError:
-        return [gid]
-
-
-def bind_as(proto: str, family: int, addr: str | None, port: int, uid: int, gid: int) -> socket.socket:
-    """A socket bound to (addr, port), created by a child process running as uid/gid with the
-    user's groups (so the kernel applies that user's privileges), passed back over SCM_RIGHTS.
-    Raises OSError with the bind's errno."""
-    fam = socket.AF_INET if family == 4 else socket.AF_INET6
-    typ = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
-    host = addr or ("0.0.0.0" if family == 4 else "::")
-    groups = _groups_of(uid, gid)
-    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    pid = os.fork()
-    if pid == 0:                                    # child: no Python-level cleanup, just _exit
-        rc = 0
-        try:
-            parent.close()
-            os.setgroups(groups)
-            os.setresgid(gid, gid, gid)
-            os.setresuid(uid, uid, uid)
-            s = socket.socket(fam, typ)
-            if fam == socket.AF_INET6:
-                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            s.bind((host, port))
-            socket.send_fds(child, [b"ok"], [s.fileno()])
-        except OSError as e:
-            with contextlib.suppress(OSError):
-                child.sendall(b"E%d" % (e.errno or errno.EIO))
-        except BaseException:
-            rc = 1
-        finally:
-            os._exit(rc)
-    child.close()
-    try:
-        msg, fds, _, _ = socket.recv_fds(parent, 64, 1)
-    finally:
-        parent.close()
-        os.waitpid(pid, 0)
-    if fds:
-        for extra in fds[1:]:
-            os.close(extra)
-        return socket.socket(fileno=fds[0])
-    if msg.startswith(b"E"):
-        e = int(msg[1:])
-        raise OSError(e, os.strerror(e))
-    raise OSError(errno.EIO, "the reservation helper process failed")
-
-
-def _socket_holders(proto: str, port: int) -> list[tuple[int, str, int, str]]:
-    """(pid, comm, uid, local address) of the sockets bound to proto/port in this namespace, via
-    sock_diag (TCP bound-but-inactive sockets included) and /proc/*/fd."""
-    from pyroute2 import DiagSocket
-
-    ipproto = PROTOS[proto]
-    # every TCP state, plus TCP_BOUND_INACTIVE (13): bound, not listening
-    states = 0xFFFFFFFF if ipproto == socket.IPPROTO_UDP else (0xFFF | 1 << 13)
-    found: dict[int, tuple[int, str]] = {}
-    with contextlib.suppress(Exception), DiagSocket() as ds:
-        ds.bind()
-        for fam in (socket.AF_INET, socket.AF_INET6):
-            for msg in ds.get_sock_stats(family=fam, protocol=ipproto, states=states):
-                if msg.get("idiag_sport") == port and msg.get("idiag_inode"):
-                    found[msg["idiag_inode"]] = (msg.get("idiag_uid", -1), msg.get("idiag_src", "?"))
-    out = []
-    if not found:
-        return out
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        fddir = f"/proc/{pid}/fd"
-        try:
-            names = os.listdir(fddir)
-        except OSError:
-            continue
-        for fd in names:
-            try:
-                link = os.readlink(f"{fddir}/{fd}")
-            except OSError:
-                continue
-            if link.startswith("socket:["):
-                ino = int(link[8:-1])
-                if ino in found:
-                    try:
-                        with open(f"/proc/{pid}/comm") as f:
-                            comm = f.read().strip()
-                    except OSError:
-                        comm = "?"
-                    uid, src = found.pop(ino)
-                    out.append((int(pid), comm, uid, src))
-    out += [(0, "", uid, src) for uid, src in found.values()]
-    return out
-
-
 def _explain_in_use(m: _Maps, proto: str, family: int, addr: str | None, port: int) -> str:
     what = tuple_text(proto, family, addr, port)
     recs = _stacks(m)
@@ -426,15 +310,15 @@ def _explain_in_use(m: _Maps, proto: str, family: int, addr: str | None, port: i
             owner = f"stack {r.name!r} (id {r.id}, pid {r.pid})" if r else f"stack {c.stack}"
             return (f"cannot claim {what}: {owner} already claims {c}; "
                     "stop that stack or choose another port")
-    holders = _socket_holders(proto, port)
+    holders = socket_holders(proto, port)
     pids = {r.pid: r for r in recs.values()}
     for pid, *_ in holders:
         if pid in pids:
             return (f"cannot claim {what}: the port is held by stack {pids[pid].name!r} (pid {pid}); "
                     "stop that stack or choose another port")
     if holders:
-        desc = ", ".join(f"{comm or '?'} (pid {pid}, user {_user_name(uid)}, bound to {src})" if pid
-                         else f"a socket of user {_user_name(uid)} bound to {src}"
+        desc = ", ".join(f"{comm or '?'} (pid {pid}, user {user_name(uid)}, bound to {src})" if pid
+                         else f"a socket of user {user_name(uid)} bound to {src}"
                          for pid, comm, uid, src in holders)
         return f"cannot claim {what}: the port is in use by {desc}; stop it or choose another port"
     return f"cannot claim {what}: the port is in use (its holder could not be found); choose another port"
@@ -597,7 +481,7 @@ def _claim(ifname: str, want: list[tuple[str, int, str | None, int]], stack: int
                 if port == 0:
                     c.port = c.sock.getsockname()[1]
                 if proto == "udp":
-                    _drop_everything(c.sock)
+                    drop_everything(c.sock)
             value = ffi.new("struct xs_claim *", {"stack": stack_id, "target": tgt})
             inserted = []
             try:
@@ -628,7 +512,7 @@ def _claim(ifname: str, want: list[tuple[str, int, str | None, int]], stack: int
 
 def _claim_error(m: _Maps, e: OSError, c: Claim, uid: int) -> ClaimError:
     what = str(c)
-    user = f"user {_user_name(uid)} (uid {uid})"
+    user = f"user {user_name(uid)} (uid {uid})"
     if e.errno == errno.EACCES:
         start = _unprivileged_port_start()
         return PermissionDenied(

@@ -1,5 +1,5 @@
 """A stack's own counters, kept in a page the launcher shares: struct us_shared_stats
-(userstack/csrc/api.h), the stack's struct us_stats then its TCP's struct us_tcp_stats (tcp_stats.h).
+(userstack/csrc/api.h), the stack's struct us_stats then its TCP's struct us_tcp_stats (tcp/tcp_stats.h).
 
 The launcher creates the page (a memfd, `create`) and hands it to the application (XDPSTACK_STATS);
 the stack maps it and counts there, its TCP included. Anyone who may open the launcher's fds (root)

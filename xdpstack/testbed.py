@@ -13,7 +13,7 @@ need not be unique: xdpstack's state is per network namespace, and the pair is m
 namespaces, never in the host's, so `Testbed(dut_ifname="eth0")` works beside the host's eth0.
 Addresses come from 198.18.0.0/15 and 2001:db8::/32 only. Both veths keep the kernel's default
 offloads: the peer's TCP/UDP frames reach XDP with partial checksums (tx checksum offload on), which
-a stack accepts because its NIC is a veth (XDPSTACK_LOCAL_PEER, userstack/csrc/env.h).
+a stack accepts because its NIC is a veth (XDPSTACK_LOCAL_PEER, userstack/csrc/base/env.h).
 """
 from __future__ import annotations
 

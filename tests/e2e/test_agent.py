@@ -1,14 +1,18 @@
-"""The launcher's control-channel agent against the kernel's real FIB and neighbour tables."""
+"""The control-channel agent (launched and in-process stacks alike) against the kernel's real FIB
+and neighbour tables."""
 from __future__ import annotations
 
 import contextlib
 import socket
+import subprocess
+import time
 
 import pytest
 from pyroute2 import netns as pnetns
 
 from userstack import ctl
-from xdpstack.agent import StackAgent
+from userstack.agent import StackAgent
+from xdpstack import procs
 
 pytestmark = pytest.mark.root
 
@@ -113,3 +117,53 @@ def test_a_failing_claim_is_answered_and_the_agent_lives_on(testbed):
         agent.close()
         stack_end.close()
         agent_end.close()
+
+
+# ---- the same agent for an in-process stack (Stack.create) -----------------------------------------
+RECV_ONE = ("import socket, sys; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+            "s.bind(('0.0.0.0', 7300)); s.settimeout(8); print('ready', flush=True); "
+            "print(s.recvfrom(100)[0].decode(), flush=True)")
+
+
+def _in_process_stack(tb, **kw):
+    import userstack
+    from tests.fixtures.userstack_xdp import in_netns
+    with in_netns(tb.dut.ns):
+        return userstack.Stack.create(tb.dut.ifname, **kw)
+
+
+def test_an_in_process_stack_gets_the_launchers_addresses_link_local_included(testbed):
+    from tests.fixtures.userstack_xdp import in_netns
+    from xdpstack import netlink
+    tb = testbed
+    deadline = time.monotonic() + 5
+    while True:                                  # the kernel adds fe80:: once the link is up
+        with in_netns(tb.dut.ns):
+            launcher = [a.address for a in netlink.addresses(tb.dut.ifindex)]
+        if any(a.startswith("fe80:") for a in launcher) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert any(a.startswith("fe80:") for a in launcher), launcher
+    stack = _in_process_stack(tb, udp=[7000])
+    try:
+        assert stack.addrs == launcher           # what `xdpstack run` hands its stack (launcher.py)
+    finally:
+        stack.close()
+
+
+def test_an_in_process_stack_has_missing_neighbours_resolved_like_a_launched_one(testbed):
+    """The in-process answer used to be a lookup only (a missing neighbour: FAILED, the datagram
+    dropped); now the kernel is asked to resolve it, as for launched stacks."""
+    tb = testbed
+    forget_neighbours(tb)
+    recv = tb.track(tb.peer.popen(["python3", "-c", RECV_ONE], stdout=subprocess.PIPE, text=True))
+    assert procs.readline(recv.stdout, 10).strip() == "ready"
+    stack = _in_process_stack(tb, udp=[7000])
+    try:
+        s = stack.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("0.0.0.0", 7000))
+        s.sendto(b"resolved", (tb.peer.addr4, 7300))
+        assert procs.readline(recv.stdout, 10).strip() == "resolved"
+        assert stack.stats()["neigh_drop"] == 0
+    finally:
+        stack.close()

@@ -9,7 +9,7 @@ import json
 import pytest
 
 from tests.e2e.xdpstack_helpers import bpftool, in_ns, invoke, pin_dir, ping, run_exe
-from xdpstack import maps, registry
+from xdpstack import mapdump, maps, registry
 from xdpstack.layout import CONST
 
 pytest_plugins = ["tests.e2e.xdpstack_fixtures"]
@@ -117,5 +117,6 @@ def test_show_single_map_equals_bpftool(populated):
         pins = maps.map_pins(tb.dut.ifname)
     assert len(pins) == len(maps.MAP_NAMES)
     for p in pins:
-        assert maps.show_text(p) == bpftool("-f", "map", "show", "pinned", str(p)).stdout
-        assert maps.show_json(p, show_pinned=False) == bpftool("-j", "map", "show", "pinned", str(p)).stdout
+        assert mapdump.show_text(p) == bpftool("-f", "map", "show", "pinned", str(p)).stdout
+        want = bpftool("-j", "map", "show", "pinned", str(p)).stdout
+        assert mapdump.show_json(p, show_pinned=False) == want

@@ -361,15 +361,16 @@ def test_an_ephemeral_udp_port_is_claimed_from_the_kernel(attached_bed):
 def test_the_agent_knows_the_user_before_the_application_runs(attached_bed, monkeypatch):
     """The application may claim an ephemeral port the moment it starts (a C client connecting at
     once): the agent that answers needs the user's credentials from its first message on."""
+    from userstack import agent
     from xdpstack import launcher
     tb, _ = attached_bed
     seen = []
-    real = launcher.agent.StackAgent
+    real = agent.StackAgent
 
     def spy(sock, nic_index, claim, release):
         seen.append(getattr(claim.__self__, "user", None))
         return real(sock, nic_index, claim=claim, release=release)
-    monkeypatch.setattr(launcher.agent, "StackAgent", spy)
+    monkeypatch.setattr(agent, "StackAgent", spy)
     with in_ns(tb):
         run = launcher.Launch(launcher.RunSpec(ifname=tb.dut.ifname, cmd=["sleep", "5"], tcp=[7122])).start()
         run.close()

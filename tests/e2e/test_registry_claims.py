@@ -15,7 +15,7 @@ import pytest
 
 from tests.e2e.xdpstack_helpers import in_ns
 from tests.fixtures.testbed import wait_until
-from xdpstack import counters, maps, registry
+from xdpstack import counters, maps, registry, reservation
 from xdpstack.errors import ClaimError, PermissionDenied, PortInUse, StackError
 from xdpstack.procs import readline
 from xdpstack.registry import Stack, claims_by_port_index
@@ -94,7 +94,7 @@ def test_reservation_socket_belongs_to_the_claiming_user(tb):
         out = subprocess.run(["ss", "-tan", "-e", "state", "bound-inactive"], capture_output=True, text=True,
                              timeout=20)
         if out.returncode != 0:                 # older ss: sock_diag through pyroute2
-            holders = registry._socket_holders("tcp", 7001)
+            holders = reservation.socket_holders("tcp", 7001)
             assert holders and holders[0][2] == NOBODY
         else:
             line = next(ln for ln in out.stdout.splitlines() if ":7001" in ln)

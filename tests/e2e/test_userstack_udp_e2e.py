@@ -109,13 +109,13 @@ def run_client(tb: tbmod.Testbed, family: str, port: int, sizes: list[int], kpor
 def launch_echo(tb: tbmod.Testbed, prog: UdpRedirect, args=(), queues=None, user="nobody"):
     """Create sockets in the dut namespace, hand them to a C echo process, resolve for it."""
     from userstack import xsk
-    from userstack.resolver import Resolver
+    from userstack.agent import InProcessAgent
     from userstack.stack import _link_info
     with in_netns(tb.dut.ns):
         info = _link_info(tb.dut.ifname)
         xs = xsk.create(tb.dut.ifname, queues)
         a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        resolver = Resolver(b, info["ifindex"])
+        agent = InProcessAgent(b, info["ifindex"])
     env = xs.env(name="echo", mac=info["mac"], mtu=info["mtu"], addrs=info["addrs"],
                  tuples=[("udp", "0.0.0.0", 7000), ("udp", "::", 7000)], ctl_fd=a.fileno(),
                  local_peer=info["kind"] == "veth")
@@ -125,14 +125,14 @@ def launch_echo(tb: tbmod.Testbed, prog: UdpRedirect, args=(), queues=None, user
                          **as_user(user), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     tb.track(p)
     a.close()
-    return xs, resolver, p
+    return xs, agent, p
 
 
-def stop_echo(tb, prog, xs, resolver, p) -> dict:
+def stop_echo(tb, prog, xs, agent, p) -> dict:
     p.terminate()
     out, err = p.communicate(timeout=10)
     Attached(tb, prog).detach()
-    resolver.close()
+    agent.close()
     xs.close()
     assert p.returncode == 0, err
     return json.loads(out.strip().splitlines()[-1])
@@ -142,14 +142,14 @@ def test_c_echo_every_size_v4_v6_unprivileged(testbed, redirect):
     tb = testbed
     kecho = tb.track(tb.dut.popen(["python3", "-c", KERNEL_ECHO, "7100"], stdout=subprocess.PIPE, text=True))
     assert procs.readline(kecho.stdout, 10).strip() == "ready"
-    xs, resolver, p = launch_echo(tb, redirect)
+    xs, agent, p = launch_echo(tb, redirect)
     try:
         time.sleep(0.3)
         assert p.poll() is None, procs.available(p.stderr)
         r4 = run_client(tb, "4", 7000, list(range(0, 1473)) + [1472] * 500)
         r6 = run_client(tb, "6", 7000, list(range(0, 1453)) + [0] * 500)
     finally:
-        stats = stop_echo(tb, redirect, xs, resolver, p)
+        stats = stop_echo(tb, redirect, xs, agent, p)
     assert r4["bad"] == [] and r6["bad"] == []
     # UDP over a veth pair loses nothing here; allow a handful of retried datagrams
     assert r4["lost"] == 0 and r6["lost"] == 0, (r4, r6)
@@ -224,7 +224,7 @@ def test_four_queues_every_queue_reaches_the_stack(redirect):
     if os.geteuid() != 0:
         pytest.skip("needs root")
     with tbmod.Testbed(queues=4) as tb:
-        xs, resolver, p = launch_echo(tb, redirect)
+        xs, agent, p = launch_echo(tb, redirect)
         try:
             assert xs.queue_ids == [0, 1, 2, 3]
             time.sleep(0.3)
@@ -232,7 +232,7 @@ def test_four_queues_every_queue_reaches_the_stack(redirect):
             per_queue = [q["rx_dropped"] for q in xs.stats()]
             fills = [q["rx_fill_ring_empty_descs"] for q in xs.stats()]
         finally:
-            stats = stop_echo(tb, redirect, xs, resolver, p)
+            stats = stop_echo(tb, redirect, xs, agent, p)
         assert r["ok"] == 64 * 5, r
         assert stats["datagrams"] == 64 * 5
         assert per_queue == [0, 0, 0, 0] and fills == [0, 0, 0, 0]

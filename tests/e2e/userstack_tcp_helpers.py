@@ -6,7 +6,7 @@
     peer ns:  kernel clients and servers (python3, curl, nc, wrk)
 
 Active opens claim their local port the way the launcher does (a kernel socket bound in the dut
-namespace: userstack.resolver with claims), from a namespace-local ephemeral range that the
+namespace: userstack.agent.InProcessAgent with claims), from a namespace-local ephemeral range that the
 redirect covers."""
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ class App:
     def __init__(self, tb: tbmod.Testbed, prog: PortRedirect, argv: list[str], tcp=(7000,), udp=(),
                  env: dict | None = None, user: str | None = "nobody", queues=None):
         from userstack import xsk
-        from userstack.resolver import Resolver
+        from userstack.agent import InProcessAgent
         from userstack.stack import _link_info
         self.tb, self.prog = tb, prog
         prepare(tb)
@@ -53,7 +53,7 @@ class App:
             info = _link_info(tb.dut.ifname)
             self.xs = xsk.create(tb.dut.ifname, queues)
             a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-            self.resolver = Resolver(b, info["ifindex"], claims=True)
+            self.agent = InProcessAgent(b, info["ifindex"], claims=True)
         tuples = [(proto, w, p) for proto, ports in (("tcp", tcp), ("udp", udp)) for p in ports
                   for w in ("0.0.0.0", "::")]
         xenv = self.xs.env(name="app", mac=info["mac"], mtu=info["mtu"], addrs=info["addrs"], tuples=tuples,
@@ -96,7 +96,7 @@ class App:
         finally:
             with in_netns(self.tb.dut.ns):
                 self.prog.detach(self.tb.dut.ifname)
-            self.resolver.close()
+            self.agent.close()
             self.xs.close()
         self.stderr = err
         lines = [ln for ln in self.stdout.strip().splitlines() if ln.startswith("{")]

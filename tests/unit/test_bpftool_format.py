@@ -11,7 +11,8 @@ import pytest
 
 from xdpstack import maps
 from xdpstack.layout import ffi, tuple_key
-from xdpstack.maps import JsonWriter, _formatter, fprint_hex, parse_maps_header
+from xdpstack.mapdump import JsonWriter, _formatter, fprint_hex
+from xdpstack.maps import parse_maps_header
 
 
 def render(ctype_name: str, data: bytes, pretty: bool) -> str:

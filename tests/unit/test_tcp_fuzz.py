@@ -21,8 +21,8 @@ def build() -> Path:
     clang = shutil.which("clang")
     if not clang:
         pytest.skip("clang is not installed")
-    srcs = [FUZZ / "fuzz_tcp_input.c", *sorted((CSRC / "tcp").glob("*.c")), CSRC / "timer.c"]
-    stamp = max(p.stat().st_mtime for p in [*srcs, *(CSRC / "tcp").glob("*.h"), CSRC / "timer.h"])
+    srcs = [FUZZ / "fuzz_tcp_input.c", *sorted((CSRC / "tcp").glob("*.c")), CSRC / "base" / "timer.c"]
+    stamp = max(p.stat().st_mtime for p in [*srcs, *(CSRC / "tcp").glob("*.h"), CSRC / "base" / "timer.h"])
     exe = BUILD / "fuzz_tcp_input"
     if exe.exists() and exe.stat().st_mtime >= stamp:
         return exe

@@ -12,7 +12,7 @@ NOISE = dict(dup=0.01, reorder=0.02, corrupt=0.005)
 
 
 def ok(r):
-    assert r.invariant == 0, f"invariant broken at tcp_conn.c:{r.invariant}"
+    assert r.invariant == 0, f"invariant broken at tcp_check.c:{r.invariant}"
     assert r.mismatch_at == -1, f"byte {r.mismatch_at} differs"
     assert not r.stalled, f"stalled at {r.delivered} bytes after {r.sim_time_us / 1e6:.1f} s"
     assert r.ok

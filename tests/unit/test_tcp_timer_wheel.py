@@ -1,4 +1,4 @@
-"""The timing wheel (userstack/csrc/timer.c): every timer fires exactly at its tick, none early,
+"""The timing wheel (userstack/csrc/base/timer.c): every timer fires exactly at its tick, none early,
 none late, across all levels; next() is a lower bound of the next expiry; add/del at random."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Partial transport checksums from a local kernel peer (csrc/wire.h, US_PARSE_LOCAL_PEER).
+"""Partial transport checksums from a local kernel peer (csrc/base/wire.h, US_PARSE_LOCAL_PEER).
 
 A kernel sending on a veth with tx checksum offload on (the default) leaves in the UDP/TCP checksum
 field only the folded pseudo-header sum, for a NIC to complete; XDP and AF_XDP get the frame as it

@@ -1,4 +1,4 @@
-"""userstack wire layer (csrc/wire.c): checksums, parsing of good, truncated and malformed frames.
+"""userstack wire layer (csrc/base/wire.c): checksums, parsing of good, truncated and malformed frames.
 No root, no network: the parser runs on buffers that end at a guard page, so an over-read crashes."""
 from __future__ import annotations
 

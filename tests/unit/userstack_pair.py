@@ -1,4 +1,4 @@
-"""Two user-level stacks joined back to back by an in-memory wire (csrc/memdev.c us_test_link),
+"""Two user-level stacks joined back to back by an in-memory wire (csrc/stack/testing.c us_test_link),
 each with a small fake launcher on its control channel (neighbours, ephemeral port claims): whole
 TCP conversations between two stacks with no root and no network.
 

@@ -21,16 +21,17 @@
  * Conventions: calls return >= 0 on success and -errno on failure (the errno the same call on a
  * kernel socket would give). Every call takes the stack's mutex, so several threads may share a
  * stack; us_wait/us_poll release it while they sleep. Sockets are never blocking unless a
- * timeout is passed. Ports are host order; addresses are struct us_addr (addr.h).
+ * timeout is passed. Ports are host order; addresses are struct us_addr (base/addr.h).
  * Link with the userstack sources (userstack/csrc), -lxdp -lbpf -lpthread.
  */
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
-#include "addr.h"
-#include "env.h"
-#include "tcp_stats.h"           /* struct us_tcp_stats: the counters of the stack's TCP */
+#include "base/addr.h"
+#include "base/env.h"
+#include "tcp/tcp_stats.h"          /* struct us_tcp_stats: the counters of the stack's TCP */
+#include "dev/xdp_stats.h"          /* struct us_xdp_stats: one AF_XDP queue's counters */
 
 struct us_stack;
 struct us_sock;
@@ -66,14 +67,14 @@ struct us_msg {
 };
 
 /* ---- counters ----
- * A launched stack keeps them in a page the launcher created and shares (XDPSTACK_STATS in env.h),
+ * A launched stack keeps them in a page the launcher created and shares (XDPSTACK_STATS in base/env.h),
  * so that `xdpstack stacks` reads them live: struct us_shared_stats below is that page's layout. */
 struct us_stats {
 	uint64_t rx_frames, rx_bytes;       /* frames taken from the RX rings */
 	uint64_t rx_udp, rx_tcp;            /* datagrams delivered to UDP sockets, segments to TCP */
 	uint64_t rx_malformed;              /* truncated or inconsistent headers */
 	uint64_t rx_bad_csum;               /* IPv4 header, UDP or TCP checksum wrong */
-	uint64_t rx_csum_partial;           /* accepted with a local peer's partial checksum (env.h) */
+	uint64_t rx_csum_partial;           /* accepted with a local peer's partial checksum (base/env.h) */
 	uint64_t rx_fragment;               /* IP fragments (not reassembled) */
 	uint64_t rx_not_local;              /* destination is not one of the stack's addresses */
 	uint64_t rx_other_proto;            /* not IPv4/IPv6, or not UDP/TCP */
@@ -90,23 +91,16 @@ struct us_stats {
 };
 
 /* The shared counters page (XDPSTACK_STATS): the stack's counters, then its TCP's (struct
- * us_tcp_stats, tcp_stats.h; what us_stack_stats and us_tcp_stack_stats return). Both are
+ * us_tcp_stats, tcp/tcp_stats.h; what us_stack_stats and us_tcp_stack_stats return). Both are
  * counted in place, gauges (conns, listeners, ...) included. */
 struct us_shared_stats {
 	struct us_stats stack;
 	struct us_tcp_stats tcp;
 };
 
-/* XDP_STATISTICS of one queue's socket (getsockopt), plus ring state. */
-struct us_xdp_stats {
-	uint64_t rx_dropped, rx_invalid_descs, tx_invalid_descs, rx_ring_full;
-	uint64_t rx_fill_ring_empty_descs, tx_ring_empty_descs;
-	uint64_t rx_frames;        /* frames the stack took from this queue's RX ring */
-	uint32_t queue_id, fill_free, tx_free_frames, pad;
-};
 
 /* ---- the stack ---- */
-/* Open the stack described by the XDPSTACK_* environment (env.h). NULL and *err = -errno. */
+/* Open the stack described by the XDPSTACK_* environment (base/env.h). NULL and *err = -errno. */
 struct us_stack *us_stack_open_env(int *err);
 /* Open from a description (in-process: from us_xsk_create; or a parsed environment). */
 struct us_stack *us_stack_open(const struct us_desc *d, int *err);
@@ -316,9 +310,9 @@ void us_tcp_stack_stats(struct us_stack *st, struct us_tcp_stats *out);
  * -EINTR. Drives the stack itself when no driver thread runs. */
 int us_sock_wait(struct us_sock *s, uint32_t events, int timeout_ms);
 
-/* ---- per-stack options (also read from the environment when the stack opens: env.h) ---- */
+/* ---- per-stack options (also read from the environment when the stack opens: base/env.h) ---- */
 /* TCP knobs as in XDPSTACK_TCP ("cc=newreno sndbuf=4194304 ..."); before the first TCP socket
  * only (-EBUSY after); -EINVAL names nothing known or a bad value. */
 int us_stack_tcp_configure(struct us_stack *st, const char *spec);
-/* Fault injection as in XDPSTACK_FAULTS ("seed=1 drop=0.05 dir=both"); see fault.h. */
+/* Fault injection as in XDPSTACK_FAULTS ("seed=1 drop=0.05 dir=both"); see dev/fault.h. */
 int us_stack_faults_configure(struct us_stack *st, const char *spec);

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from xdpstack import loader
+from xdpstack import loader, mapdump
 from xdpstack import maps as xmaps
 from xdpstack.cli._app import command
 from xdpstack.errors import NotAttached
@@ -23,7 +23,7 @@ def list_(iface: str | None, as_json: bool):
     if iface:
         loader.require_pins(iface)
     names = [iface] if iface else loader.attached_interfaces()
-    click.echo(xmaps.list_maps(names, json_output=as_json), nl=False)
+    click.echo(mapdump.list_maps(names, json_output=as_json), nl=False)
 
 
 @maps.command("dump")
@@ -36,4 +36,4 @@ def dump(iface: str, map_name: str, as_json: bool):
     path = loader.require_pins(iface) / map_name
     if not path.exists():
         raise NotAttached(f"no pin {path}: the pins of {iface} are incomplete; detach and attach again")
-    click.echo(xmaps.dump_json(path) if as_json else xmaps.dump_text(path), nl=False)
+    click.echo(mapdump.dump_json(path) if as_json else mapdump.dump_text(path), nl=False)

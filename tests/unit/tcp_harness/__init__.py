@@ -1,6 +1,6 @@
 """Test harness for userstack's TCP: segment in, segments out, no network, no root.
 
-`load()` compiles userstack/csrc/tcp/*.c, timer.c and the C harness (harness.c, netsim.c) into a
+`load()` compiles userstack/csrc/tcp/*.c, base/timer.c and the C harness (harness.c, netsim.c) into a
 cffi module (API mode) under build/tcp_harness/<hash of the sources>/, so the first test run
 builds it and later runs import it at once.
 
@@ -38,7 +38,7 @@ M32 = 0xFFFFFFFF
 
 def _sources():
     tcp = sorted((CSRC / "tcp").glob("*.c"))
-    return [*tcp, CSRC / "timer.c", HERE / "harness.c", HERE / "netsim.c"]
+    return [*tcp, CSRC / "base" / "timer.c", HERE / "harness.c", HERE / "netsim.c"]
 
 
 def _header_cdef(text: str) -> str:
@@ -68,9 +68,9 @@ def _header_cdef(text: str) -> str:
 
 
 def _cdef() -> str:
-    parts = [_header_cdef((CSRC / "addr.h").read_text()),
-             _header_cdef((CSRC / "timer.h").read_text()),
-             _header_cdef((CSRC / "tcp_stats.h").read_text()),
+    parts = [_header_cdef((CSRC / "base" / "addr.h").read_text()),
+             _header_cdef((CSRC / "base" / "timer.h").read_text()),
+             _header_cdef((CSRC / "tcp" / "tcp_stats.h").read_text()),
              _header_cdef((CSRC / "tcp" / "tcp.h").read_text()),
              _header_cdef((HERE / "harness.h").read_text())]
     text = "\n".join(parts)
@@ -91,8 +91,8 @@ def load():
 
     cdef = _cdef()
     h = hashlib.sha256(cdef.encode() + " ".join(CFLAGS).encode())
-    for p in [*_sources(), *sorted((CSRC / "tcp").glob("*.h")), CSRC / "timer.h", CSRC / "addr.h",
-              CSRC / "tcp_stats.h", HERE / "harness.h"]:
+    for p in [*_sources(), *sorted((CSRC / "tcp").glob("*.h")), CSRC / "base" / "timer.h",
+              CSRC / "base" / "addr.h", HERE / "harness.h"]:
         h.update(p.name.encode() + p.read_bytes())
     digest = h.hexdigest()[:16]
     name = f"_tcp_th_{digest}"
@@ -351,7 +351,7 @@ class Stack:
 
     def check(self):
         r = self.lib.th_check(self.h)
-        assert r == 0, f"invariant broken at tcp_conn.c:{r}"
+        assert r == 0, f"invariant broken at tcp_check.c:{r}"
 
     def stats(self):
         st = self.ffi.new("struct us_tcp_stats *")

@@ -6,7 +6,7 @@
 
 #include "tcp/tcp.h"
 #include "tcp/tcp_int.h"
-#include "timer.h"
+#include "base/timer.h"
 
 struct th;
 struct th *th_new(const struct tcp_config *cfg);

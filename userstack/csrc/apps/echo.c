@@ -1,4 +1,4 @@
-/* userstack-echo: echo on every tuple the stack owns, UDP and TCP, through the C API only (api.h).
+/* userstack-echo: echo on every tuple the stack owns, UDP and TCP, through the C API only (../api.h).
  *
  *   xdpstack run IFACE --udp 7000 --tcp 7000 -- userstack-echo   echo datagrams and TCP streams
  *   xdpstack run IFACE --udp 9000 -- userstack-echo --sink       count, echo nothing

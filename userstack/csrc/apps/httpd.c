@@ -443,7 +443,7 @@ static size_t process(struct conn *k, const char *buf, size_t len)
 }
 
 /* On the user stack, consuming received bytes only queues a window update when one is due: the
- * next net_wait sends it with every response of the batch (api.h, "Sending"). */
+ * next net_wait sends it with every response of the batch (../api.h, "Sending"). */
 static void consume_now(struct conn *k)
 {
 	if (!k->unconsumed)

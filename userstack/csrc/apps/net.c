@@ -1,5 +1,5 @@
 /* net.c: the two transports of net.h. Kernel: non-blocking sockets and level-triggered epoll.
- * User: the user-level stack's TCP (api.h), whose us_wait processes RX, timers and TX and then
+ * User: the user-level stack's TCP (../api.h), whose us_wait processes RX, timers and TX and then
  * returns the ready sockets. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>

@@ -1,5 +1,5 @@
 /* net.h: one event loop over two TCP transports, for the C apps that must run the same code on
- * the user-level stack (api.h, driven by us_wait) and on kernel sockets (epoll), so that "the
+ * the user-level stack (../api.h, driven by us_wait) and on kernel sockets (epoll), so that "the
  * same server on the kernel stack" is the same server.
  *
  *     struct net n;
@@ -20,7 +20,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/uio.h>
-#include "../addr.h"
+#include "../api.h"
 
 #define NET_IN   0x1u
 #define NET_OUT  0x4u

@@ -67,12 +67,3 @@ const struct cc_ops cc_newreno = {
 	.on_recovery_end = reno_on_recovery_end,
 	.on_rto = reno_on_rto,
 };
-
-const struct cc_ops *cc_by_id(int id)
-{
-	switch (id) {
-	case TCP_CC_NEWRENO: return &cc_newreno;
-	case TCP_CC_CUBIC: return &cc_cubic;
-	default: return NULL;
-	}
-}

@@ -53,7 +53,7 @@
  * every socket it can reach (listeners, connections, TIME_WAIT); a socket the application
  * created but never connected, or holds in CLOSED, is freed by its tcp_close.
  *
- * Build: userstack/csrc/tcp/[a-z]*.c and userstack/csrc/timer.c, include path userstack/csrc.
+ * Build: userstack/csrc/tcp/[a-z]*.c and userstack/csrc/base/timer.c, include path userstack/csrc.
  * See README.md beside this file for the file map and what each RFC section maps to.
  */
 #pragma once
@@ -61,8 +61,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "../addr.h"
-#include "../tcp_stats.h"
+#include "../base/addr.h"
+#include "tcp_stats.h"
 
 struct tcp_stack;
 struct tcp_sock;
@@ -120,7 +120,7 @@ uint64_t tcp_next_deadline(const struct tcp_stack *ts);
 /* Nonzero when a segment waits for TX ring room (emit returned -ENOBUFS). */
 int tcp_tx_blocked(const struct tcp_stack *ts);
 
-/* Counters: struct us_tcp_stats (../tcp_stats.h). The core counts into its own copy, or into the
+/* Counters: struct us_tcp_stats (tcp_stats.h). The core counts into its own copy, or into the
  * one tcp_stack_count_into names (the stack's shared counters page), through a pointer; the
  * gauges (conns, listeners, time_wait) are kept current there. The port_* fields are the
  * stack's: the core leaves them alone. */

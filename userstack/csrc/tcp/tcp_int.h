@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../timer.h"
+#include "../base/timer.h"
 #include "cc.h"
 #include "tcp.h"
 #include "tcp_ring.h"
@@ -211,14 +211,26 @@ static inline void tcp_gauges(struct tcp_stack *ts)
 	ts->st->time_wait = ts->ntw;
 }
 
-/* tcp_conn.c */
+/* isn.c */
 uint32_t tcp_hash_tuple(const struct tcp_stack *ts, const struct us_endpoint *l, const struct us_endpoint *r);
+
+/* tcp_conn.c: socket memory and the tables */
+void *tcp_obj_get(void **cache, uint32_t *n, size_t size);   /* from a free list, or calloc */
+void *tcp_buf_get(struct tcp_stack *ts, uint32_t size);
+void tcp_buf_put(struct tcp_stack *ts, void *p, uint32_t size);
+void tcp_sock_put(struct tcp_stack *ts, struct tcp_sock *s);
+void tcp_mem_put(struct tcp_stack *ts, struct tcp_conn_mem *m);
+void tcp_free_sock_mem(struct tcp_sock *s);                  /* buffers and per-connection memory */
+bool tcp_ep_eq(const struct us_endpoint *a, const struct us_endpoint *b);
+uint32_t tcp_listen_hash(const struct tcp_stack *ts, uint16_t port);
+int tcp_hash_insert(struct tcp_sock *s);
+void tcp_unhash(struct tcp_sock *s);
 struct tcp_sock *tcp_lookup(struct tcp_stack *ts, const struct us_endpoint *l, const struct us_endpoint *r);
 struct tcp_sock *tcp_lookup_listener(struct tcp_stack *ts, const struct us_endpoint *l);
+
+/* tcp_sock.c: the socket life cycle */
 struct tcp_sock *tcp_sock_alloc(struct tcp_stack *ts);
 int tcp_conn_setup(struct tcp_sock *s);     /* buffers and per-connection memory */
-void tcp_buf_put(struct tcp_stack *ts, void *p, uint32_t size);
-int tcp_hash_insert(struct tcp_sock *s);
 void tcp_set_state(struct tcp_sock *s, int state);
 void tcp_destroy(struct tcp_sock *s);
 void tcp_done(struct tcp_sock *s, int err);  /* -> CLOSED with error; freed if orphaned */
@@ -277,6 +289,6 @@ uint64_t siphash(const uint64_t key[2], const void *data, size_t len, int cround
 uint32_t tcp_isn(const struct tcp_stack *ts, const struct us_endpoint *l, const struct us_endpoint *r, uint64_t now);
 uint32_t tcp_ts_offset(const struct tcp_stack *ts, const struct us_endpoint *l, const struct us_endpoint *r);
 
-/* debugging and fuzzing: 0 when every invariant holds, else a line number */
+/* tcp_check.c (debugging and fuzzing): 0 when every invariant holds, else a line number there */
 int tcp_check_invariants(const struct tcp_stack *ts);
 int tcp_sock_check(const struct tcp_sock *s);

@@ -9,7 +9,7 @@
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
  *         -I userstack/csrc userstack/csrc/tcp/fuzz/fuzz_tcp_input.c userstack/csrc/tcp/[a-z]*.c \
- *         userstack/csrc/timer.c -o fuzz_tcp_input
+ *         userstack/csrc/base/timer.c -o fuzz_tcp_input
  *   ./fuzz_tcp_input -max_total_time=60 userstack/csrc/tcp/fuzz/corpus
  */
 #include <errno.h>
@@ -236,7 +236,7 @@ static void check(struct fz *f)
 {
 	int line = tcp_check_invariants(f->ts);
 	if (line) {
-		fprintf(stderr, "invariant broken: tcp_conn.c:%d\n", line);
+		fprintf(stderr, "invariant broken: tcp_check.c:%d\n", line);
 		abort();
 	}
 }

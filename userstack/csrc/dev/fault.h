@@ -5,8 +5,6 @@
 #include <stdint.h>
 #include "netdev.h"
 
-struct us_stack;
-
 #define US_FAULT_RX 0x1
 #define US_FAULT_TX 0x2
 
@@ -21,6 +19,11 @@ struct us_fault_stats {
 	uint64_t dropped, duplicated, reordered, corrupted;
 };
 
-/* Put the middleware under a stack (before traffic flows). 0 or -errno. */
-int us_stack_set_faults(struct us_stack *st, const struct us_fault_config *c);
-int us_stack_fault_stats(struct us_stack *st, struct us_fault_stats *out);
+/* The middleware over lower (which it owns from then on: destroyed with it). NULL: -ENOMEM. */
+struct us_netdev *us_fault_wrap(struct us_netdev *lower, const struct us_fault_config *c);
+/* New settings for a middleware from us_fault_wrap, the same stream restarted from c->seed.
+ * 0, or -ENOENT when d is not one. */
+int us_fault_configure(struct us_netdev *d, const struct us_fault_config *c);
+/* Its counters: 0, or -ENOENT when d is not one. */
+int us_fault_get_stats(struct us_netdev *d, struct us_fault_stats *out);
+/* (us_stack_set_faults in stack/faults.h puts it under a stack.) */

@@ -1,12 +1,12 @@
-/* memdev.c: an in-memory netdev (see testing.h). Buffers come from one pool; a frame is in
- * exactly one place: free, an RX queue, handed out, the TX queue or the sent queue.
- * Two memdevs can be joined by a wire (us_test_link): what one sends, the other receives. */
+/* memdev.c: an in-memory netdev (memdev.h). Buffers come from one pool; a frame is in exactly
+ * one place: free, an RX queue, handed out, the TX queue or the sent queue.
+ * Two memdevs can be joined by a wire (us_memdev_link): what one sends, the other receives. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "stack.h"
-#include "testing.h"
+#include <pthread.h>
+#include "memdev.h"
 
 struct fifo { uint32_t *v; uint32_t head, tail, cap; };
 
@@ -212,66 +212,41 @@ struct us_netdev *us_memdev_create(int nqueues, uint32_t nframes, uint32_t frame
 	return &m->dev;
 }
 
-struct us_stack *us_test_stack_open(const struct us_desc *d, uint32_t nframes, int *err)
+int us_memdev_inject(struct us_netdev *d, int q, const void *frame, uint32_t len)
 {
-	uint32_t room = d->frame_size ? d->frame_size : 2048;
-	struct us_netdev *dev = us_memdev_create(d->nqueues ? (int)d->nqueues : 1, nframes, room);
-	if (!dev) {
-		*err = -EINVAL;
-		return NULL;
-	}
-	struct us_stack *st = us_stack_open_dev(d, dev, err);
-	if (!st)
-		dev->ops->destroy(dev);
-	return st;
-}
-
-int us_test_inject(struct us_stack *st, int q, const void *frame, uint32_t len)
-{
-	struct memdev *m = (struct memdev *)st->base_dev;
+	struct memdev *m = (struct memdev *)d;
 	uint32_t i;
 	if (q < 0 || q >= m->dev.nqueues)
 		return -EINVAL;
 	if (len > m->dev.frame_room)
 		return -EMSGSIZE;
-	pthread_mutex_lock(&st->lock);
-	int r = fifo_get(&m->free, &i);
-	if (!r) {
-		memcpy(m->pool + (size_t)i * m->dev.frame_room, frame, len);
-		m->len[i] = len;
-		fifo_put(&m->rx[q], i);
-	} else {
-		r = -ENOBUFS;
-	}
-	pthread_mutex_unlock(&st->lock);
-	if (!r)
-		us_wake(st);               /* a driver thread sleeping in epoll: poll now */
-	return r;
+	if (fifo_get(&m->free, &i))
+		return -ENOBUFS;
+	memcpy(m->pool + (size_t)i * m->dev.frame_room, frame, len);
+	m->len[i] = len;
+	fifo_put(&m->rx[q], i);
+	return 0;
 }
 
-int us_test_capture(struct us_stack *st, void *buf, uint32_t len)
+int us_memdev_capture(struct us_netdev *d, void *buf, uint32_t len)
 {
-	struct memdev *m = (struct memdev *)st->base_dev;
+	struct memdev *m = (struct memdev *)d;
 	uint32_t i;
-	pthread_mutex_lock(&st->lock);
 	int r = fifo_get(&m->sent, &i);
 	if (!r) {
 		r = (int)m->len[i];
 		memcpy(buf, m->pool + (size_t)i * m->dev.frame_room, m->len[i] < len ? m->len[i] : len);
 		fifo_put(&m->free, i);
 	}
-	pthread_mutex_unlock(&st->lock);
 	return r;
 }
 
-int us_test_free_frames(struct us_stack *st)
+int us_memdev_free_frames(struct us_netdev *d)
 {
-	struct memdev *m = (struct memdev *)st->base_dev;
-	pthread_mutex_lock(&st->lock);
-	int n = (int)(m->free.tail - m->free.head);
-	pthread_mutex_unlock(&st->lock);
-	return n;
+	struct memdev *m = (struct memdev *)d;
+	return (int)(m->free.tail - m->free.head);
 }
+
 
 static struct wire *wire_new(uint32_t depth, uint32_t room, int wakefd)
 {
@@ -294,34 +269,36 @@ static struct wire *wire_new(uint32_t depth, uint32_t room, int wakefd)
 	return w;
 }
 
-int us_test_link(struct us_stack *a, struct us_stack *b, uint32_t depth)
+int us_memdev_link_new(struct us_netdev *a, int a_wakefd, struct us_netdev *b, int b_wakefd,
+		       uint32_t depth, struct us_memdev_link *l)
 {
 	if (a == b || depth < 1)
 		return -EINVAL;
-	struct memdev *ma = (struct memdev *)a->base_dev, *mb = (struct memdev *)b->base_dev;
+	struct memdev *ma = (struct memdev *)a, *mb = (struct memdev *)b;
 	if (ma->dev.ops != &md_ops || mb->dev.ops != &md_ops || ma->out || ma->in || mb->out || mb->in)
 		return -EINVAL;
 	uint32_t room = ma->dev.frame_room > mb->dev.frame_room ? ma->dev.frame_room : mb->dev.frame_room;
-	struct wire *ab = wire_new(depth, room, b->wakefd), *ba = wire_new(depth, room, a->wakefd);
+	struct wire *ab = wire_new(depth, room, b_wakefd), *ba = wire_new(depth, room, a_wakefd);
 	if (!ab || !ba) {
 		if (ab) { ab->refs = 1; wire_put(ab); }
 		if (ba) { ba->refs = 1; wire_put(ba); }
 		return -ENOMEM;
 	}
-	pthread_mutex_lock(&a->lock);
-	ma->out = ab;
-	ma->in = ba;
-	pthread_mutex_unlock(&a->lock);
-	pthread_mutex_lock(&b->lock);
-	mb->out = ba;
-	mb->in = ab;
-	pthread_mutex_unlock(&b->lock);
+	l->ab = ab;
+	l->ba = ba;
 	return 0;
 }
 
-int us_test_link_stats(struct us_stack *st, uint64_t *frames_out, uint64_t *drops_out)
+void us_memdev_link_attach(struct us_netdev *d, const struct us_memdev_link *l, int side)
 {
-	struct memdev *m = (struct memdev *)st->base_dev;
+	struct memdev *m = (struct memdev *)d;
+	m->out = side ? l->ba : l->ab;
+	m->in = side ? l->ab : l->ba;
+}
+
+int us_memdev_link_stats(struct us_netdev *d, uint64_t *frames_out, uint64_t *drops_out)
+{
+	struct memdev *m = (struct memdev *)d;
 	if (m->dev.ops != &md_ops || !m->out)
 		return -EINVAL;
 	pthread_mutex_lock(&m->out->mu);

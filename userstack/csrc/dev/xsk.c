@@ -11,7 +11,7 @@
 #include <sys/socket.h>
 #include <linux/if_xdp.h>
 #include <xdp/xsk.h>
-#include "api.h"
+#include "xdp_stats.h"
 #include "xsk.h"
 
 #ifndef SOL_XDP

@@ -1,8 +1,8 @@
 /* tcp_stats.h: the counters of a stack's TCP (struct us_tcp_stats).
  *
- * One definition for everyone: the TCP core (tcp/tcp.h) counts into it, the stack keeps it in the
- * launcher's shared counters page after struct us_stats (struct us_shared_stats, api.h), and
- * us_tcp_stack_stats copies it out. Included by api.h and tcp/tcp.h; no dependencies.
+ * One definition for everyone: the TCP core (tcp.h) counts into it, the stack keeps it in the
+ * launcher's shared counters page after struct us_stats (struct us_shared_stats, ../api.h), and
+ * us_tcp_stack_stats copies it out. Included by ../api.h and tcp.h; no dependencies.
  * The core counts the segment and connection fields; the stack the ephemeral-port ones. */
 #pragma once
 #include <stdint.h>

@@ -2,7 +2,7 @@
  * from the privileged launcher to the unprivileged application.
  *
  * The launcher creates the UMEM (a memfd) and one bound AF_XDP socket per RX queue
- * (us_xsk_create in xsk.h fills a struct us_desc), adds the claimed tuples, addresses, MAC,
+ * (us_xsk_create in ../dev/xsk.h fills a struct us_desc), adds the claimed tuples, addresses, MAC,
  * MTU and the control-channel fd, and exports it with us_desc_format_env. The application
  * inherits the fds and calls us_desc_from_env + us_stack_open (or us_stack_open_env).
  *
@@ -28,14 +28,14 @@
  *                                         frame count (frames [first, first+count) of the UMEM
  *                                         belong to this queue; the rings are empty at hand-over:
  *                                         the application fills the fill ring)
- *   XDPSTACK_CTL_FD    "%d"   SOCK_SEQPACKET control channel (ctl.h), -1 if none
+ *   XDPSTACK_CTL_FD    "%d"   SOCK_SEQPACKET control channel (../stack/ctl.h), -1 if none
  *   XDPSTACK_BUSY_POLL "%u"   optional, 1 = spin on the rings instead of sleeping in epoll
  *   XDPSTACK_LOCAL_PEER "%u"  optional, 1 = the NIC's peer is a kernel on this host (a veth): its
  *                                         TCP/UDP frames may carry partial checksums (wire.h,
  *                                         US_PARSE_LOCAL_PEER), accepted and counted
  *                                         (rx_csum_partial); 0 = verify every checksum (a real NIC)
  *   XDPSTACK_STATS     "%d %u"  optional: memfd and size (>= sizeof(struct us_shared_stats),
- *                                         api.h) of a page the launcher created; the stack maps it
+ *                                         ../api.h) of a page the launcher created; the stack maps it
  *                                         shared and keeps its counters and its TCP's there, for
  *                                         `xdpstack stacks` to read
  *
@@ -56,7 +56,7 @@
  *        challenge_ack_limit=1000 (per second)   port_pool=4 (ephemeral ports claimed ahead per
  *        local address, 0: claim at each connect)   linger_ms=1000 (stack close waits this long
  *        for closing connections to deliver their data)
- *   XDPSTACK_FAULTS    fault injection between the stack and its device (fault.h), e.g.
+ *   XDPSTACK_FAULTS    fault injection between the stack and its device (../dev/fault.h), e.g.
  *        "seed=1 drop=0.05 duplicate=0.01 reorder=0.02 corrupt=0.01 dir=both": rates are
  *        probabilities per frame (or "5%"), dir is rx, tx or both (default both), seed 1 */
 #pragma once

@@ -8,18 +8,22 @@
  *   tcp_glue.c  the TCP core (tcp/) wired in: segments in and out, timers, readiness, ephemeral
  *            ports through the control channel, and the us_tcp_* socket calls
  *   opts.c   per-stack options from the environment (XDPSTACK_CC, XDPSTACK_TCP, XDPSTACK_FAULTS)
+ *   faults.c the fault middleware (../dev/fault.c) under the stack (faults.h)
+ *   testing.c  the stack over the in-memory device (../dev/memdev.c) for unit tests (testing.h)
+ * Below it (../LAYERS): ../base/ (wire views, timer wheel, environment), ../dev/ (devices),
+ * ../tcp/ (the TCP core); above it ../api.h, which it implements.
  * Every function here expects the stack's lock held, except where it says otherwise. */
 #pragma once
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include "api.h"
+#include "../api.h"
 #include "ctl.h"
-#include "env.h"
-#include "netdev.h"
-#include "wire.h"
-#include "fault.h"
-#include "tcp/tcp.h"
+#include "../base/env.h"
+#include "../dev/netdev.h"
+#include "../base/wire.h"
+#include "faults.h"
+#include "../tcp/tcp.h"
 
 #define US_RX_BATCH        64
 #define US_RX_BUDGET       16      /* bursts per queue per poll before control and timers run */
@@ -123,7 +127,7 @@ struct us_stack {
 	uint64_t now;              /* CLOCK_MONOTONIC ns, refreshed each poll */
 	uint16_t ip_id;
 	int tx_queue;              /* device queue index frames are sent from */
-	int is_xdev;               /* dev is the AF_XDP device (xsk.c) */
+	int is_xdev;               /* dev is the AF_XDP device (../dev/xsk.c) */
 	uint32_t neigh_pending;    /* entries in US_N_PENDING */
 	struct us_neigh neigh[US_NEIGH_SLOTS];
 	struct us_sock **udp_port; /* 65536 chains */

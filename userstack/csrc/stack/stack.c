@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <sys/timerfd.h>
 #include "stack.h"
-#include "xsk.h"
+#include "../dev/xsk.h"
 
 enum { EP_WAKE = 1000, EP_TIMER, EP_CTL };
 

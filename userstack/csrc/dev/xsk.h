@@ -3,13 +3,13 @@
  * Launcher side (privileged): us_xsk_create makes a UMEM on a memfd and one socket per RX queue
  * with libxdp (its program inhibited: the demux redirects), sharing the UMEM; each queue gets its
  * own fill and completion rings and its own slice of frames. It describes them in a us_desc
- * (env.h). The set stays alive in the creating process until us_xsk_destroy.
+ * (../base/env.h). The set stays alive in the creating process until us_xsk_destroy.
  *
  * Stack side (unprivileged): us_xdev_open maps the memfd and the rings of the already-bound
  * sockets (XDP_MMAP_OFFSETS + mmap) into libxdp ring structs, and is the stack's netdev. */
 #pragma once
 #include <stdint.h>
-#include "env.h"
+#include "../base/env.h"
 #include "netdev.h"
 
 struct us_xdp_stats;

@@ -1,4 +1,4 @@
-/* opts.c: per-stack options as text ("key=value key=value"), from the environment (env.h:
+/* opts.c: per-stack options as text ("key=value key=value"), from the environment (../base/env.h:
  * XDPSTACK_CC, XDPSTACK_TCP, XDPSTACK_FAULTS) or from us_stack_tcp_configure /
  * us_stack_faults_configure. Unknown keys and bad values are errors (-EINVAL), never ignored. */
 #define _GNU_SOURCE

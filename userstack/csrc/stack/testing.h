@@ -1,9 +1,9 @@
-/* testing.h: a stack over an in-memory device, for unit tests without root or network.
- * Frames injected are received on the next us_poll; frames the stack sends are captured. */
+/* testing.h: a stack over an in-memory device (dev/memdev.h), for unit tests without root or
+ * network. Frames injected are received on the next us_poll; frames the stack sends are captured. */
 #pragma once
 #include <stdint.h>
-#include "api.h"
-#include "netdev.h"
+#include "../api.h"
+#include "../dev/memdev.h"
 
 /* d needs addrs, tuples, mac, mtu, nqueues (no fds); ctl_fd may be a socketpair end or -1. */
 struct us_stack *us_test_stack_open(const struct us_desc *d, uint32_t nframes, int *err);
@@ -19,5 +19,3 @@ int us_test_free_frames(struct us_stack *st);
 int us_test_link(struct us_stack *a, struct us_stack *b, uint32_t depth);
 /* Frames st put on its wire, and those dropped because the wire was full. */
 int us_test_link_stats(struct us_stack *st, uint64_t *frames_out, uint64_t *drops_out);
-/* The in-memory device alone (for middleware tests). */
-struct us_netdev *us_memdev_create(int nqueues, uint32_t nframes, uint32_t frame_room);

@@ -1,5 +1,5 @@
 /* tcp_glue.c: the TCP core (tcp/, contract in tcp/tcp.h) wired into the stack, and the us_tcp_*
- * socket calls of api.h.
+ * socket calls of ../api.h.
  *
  *   in     ip.c hands every checksummed TCP segment to us_tcp_input -> tcp_input
  *   out    emit: IP + Ethernet around the core's header and payload in one TX frame (one copy

@@ -20,7 +20,7 @@
  */
 #pragma once
 #include <stdint.h>
-#include "addr.h"
+#include "../base/addr.h"
 
 #define US_CTL_MSG_SIZE 64
 #define US_CTL_VERSION  1

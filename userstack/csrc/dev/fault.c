@@ -2,17 +2,18 @@
  * every call. RX: frames from the lower device are dropped (returned at once), corrupted (one
  * bit flipped), duplicated (a copy from its own buffers, marked by the top bit of addr) or held
  * back one burst (reorder). TX: the same on frames the stack submits. A received frame about to be
- * corrupted gets its partial L4 checksum (a local veth peer's, wire.h) completed first, as a NIC
+ * corrupted gets its partial L4 checksum (a local veth peer's, ../base/wire.h) completed first, as a NIC
  * would have: the damage is then a bad checksum, never hidden by a partial one accepted unsummed. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include "fault.h"
-#include "stack.h"
-#include "wire.h"
+#include "../base/env.h"
+#include "../base/wire.h"
 
 #define OWN (1ull << 63)            /* addr bit: a duplicate in this layer's own buffer */
 #define HOLD_MAX 64
+#define BURST_MAX 64                /* frames per rx_burst (the stack asks for US_RX_BATCH, 64) */
 
 struct faultdev {
 	struct us_netdev dev;
@@ -55,14 +56,14 @@ static void release_one(struct faultdev *f, int q, const struct us_frame *fr)
 static int fd_rx_burst(struct us_netdev *d, int q, struct us_frame *out, int max)
 {
 	struct faultdev *f = (struct faultdev *)d;
-	struct us_frame in[US_RX_BATCH], prev[HOLD_MAX];
+	struct us_frame in[BURST_MAX], prev[HOLD_MAX];
 	int n = 0;
 	/* Frames held back by the previous burst are delivered after this burst's: reordered. */
 	int nprev = f->n_rx_held[q];
 	memcpy(prev, f->rx_held[q], nprev * sizeof(prev[0]));
 	f->n_rx_held[q] = 0;
-	if (max > US_RX_BATCH)
-		max = US_RX_BATCH;
+	if (max > BURST_MAX)
+		max = BURST_MAX;
 	int room = max - nprev;
 	int got = room > 0 ? f->lower->ops->rx_burst(f->lower, q, in, room) : 0;
 	for (int i = 0; i < got; i++) {
@@ -191,39 +192,33 @@ static const struct us_netdev_ops fault_ops = {
 	.pre_sleep = fd_pre_sleep, .destroy = fd_destroy,
 };
 
-int us_stack_set_faults(struct us_stack *st, const struct us_fault_config *c)
+struct us_netdev *us_fault_wrap(struct us_netdev *lower, const struct us_fault_config *c)
 {
-	pthread_mutex_lock(&st->lock);
-	if (st->dev->ops == &fault_ops) {      /* already wrapped: new settings, same stream */
-		struct faultdev *f = (struct faultdev *)st->dev;
-		f->c = *c;
-		f->rng = c->seed;
-		pthread_mutex_unlock(&st->lock);
-		return 0;
-	}
 	struct faultdev *f = calloc(1, sizeof(*f));
-	if (!f) {
-		pthread_mutex_unlock(&st->lock);
-		return -ENOMEM;
-	}
-	f->dev = *st->dev;                     /* queues, frame room, fds */
+	if (!f)
+		return NULL;
+	f->dev = *lower;                       /* queues, frame room, fds */
 	f->dev.ops = &fault_ops;
-	f->lower = st->dev;
+	f->lower = lower;
 	f->c = *c;
 	f->rng = c->seed;
-	st->dev = &f->dev;
-	pthread_mutex_unlock(&st->lock);
+	return &f->dev;
+}
+
+int us_fault_configure(struct us_netdev *d, const struct us_fault_config *c)
+{
+	if (d->ops != &fault_ops)
+		return -ENOENT;
+	struct faultdev *f = (struct faultdev *)d;
+	f->c = *c;
+	f->rng = c->seed;
 	return 0;
 }
 
-int us_stack_fault_stats(struct us_stack *st, struct us_fault_stats *out)
+int us_fault_get_stats(struct us_netdev *d, struct us_fault_stats *out)
 {
-	pthread_mutex_lock(&st->lock);
-	int r = 0;
-	if (st->dev->ops == &fault_ops)
-		*out = ((struct faultdev *)st->dev)->st;
-	else
-		r = -ENOENT;
-	pthread_mutex_unlock(&st->lock);
-	return r;
+	if (d->ops != &fault_ops)
+		return -ENOENT;
+	*out = ((struct faultdev *)d)->st;
+	return 0;
 }

@@ -6,7 +6,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include "stack.h"
-#include "wire.h"
+#include "../base/wire.h"
 
 int us_ctl_send(struct us_stack *st, union us_ctl_msg *m)
 {
