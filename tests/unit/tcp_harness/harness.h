@@ -40,6 +40,8 @@ struct netsim_params {
 
 struct netsim_result {
 	int ok, stalled, invariant;
+	int deadlock;                /* stalled with no packet in flight and no timer armed */
+	uint64_t final_drop_run[2];  /* stalled: segments the link dropped in a row at the end, per receiver */
 	int64_t mismatch_at;
 	uint64_t sim_time_us, delivered, delivered_back, iterations;
 	uint64_t segs, drops, dups, corrupts, reorders, queue_drops;

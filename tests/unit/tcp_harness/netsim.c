@@ -34,6 +34,7 @@ struct sim {
 	int free_list[POOL], nfree;
 	int heap[POOL], nheap;
 	uint64_t busy[2];            /* link busy until, per direction (index = receiver) */
+	uint64_t drop_run[2];        /* segments dropped in a row, per direction (index = receiver) */
 	uint64_t eph_port;
 	uint64_t trace_from;          /* NETSIM_TRACE=seconds: print deliveries for 3 s */
 };
@@ -118,11 +119,13 @@ static int sim_emit(struct sim *s, int from, const struct us_addr *src, const st
 	if (p->queue_bytes && p->bw_bytes_per_s &&
 	    (start - s->now) * p->bw_bytes_per_s / 1000000 > p->queue_bytes) {
 		s->r->queue_drops++;
+		s->drop_run[to]++;
 		return 0;
 	}
 	s->busy[to] = start + tx;
 	if (frand(s) < p->loss) {
 		s->r->drops++;
+		s->drop_run[to]++;
 		return 0;
 	}
 	static struct pkt k;
@@ -137,6 +140,7 @@ static int sim_emit(struct sim *s, int from, const struct us_addr *src, const st
 	k.when = s->busy[to] + p->delay_us;
 	if (frand(s) < p->corrupt) {
 		s->r->corrupts++;        /* the receiving stack's checksum check drops it */
+		s->drop_run[to]++;
 		return 0;
 	}
 	uint64_t extra = 0;
@@ -145,6 +149,7 @@ static int sim_emit(struct sim *s, int from, const struct us_addr *src, const st
 		extra = 1 + rnd(s) % (2 * (uint64_t)p->delay_us + 100);
 	}
 	enqueue(s, to, &k, extra);
+	s->drop_run[to] = 0;
 	if (frand(s) < p->dup) {
 		s->r->dups++;
 		enqueue(s, to, &k, extra + 1 + rnd(s) % 50);
@@ -388,6 +393,9 @@ int netsim_run(const struct netsim_params *p, struct netsim_result *r)
 			}
 			ok = false;
 			r->stalled = 1;
+			r->deadlock = next == UINT64_MAX;    /* nothing pending: nothing would ever happen */
+			for (int i = 0; i < 2; i++)
+				r->final_drop_run[i] = s->drop_run[i];
 			break;
 		}
 		if (next > s->now)
