@@ -24,8 +24,9 @@ import errno
 import os
 import socket as _socket
 
-from userstack.stack import Stack, UdpSocket
+from userstack.stack import Stack
 from userstack.tcp import TcpSocket
+from userstack.udp import UdpSocket
 
 _MAX_PER_WAKEUP = 256          # datagrams handed to the protocol per loop iteration
 _RECV_SIZE = 65535

@@ -1,4 +1,4 @@
-"""The Python API of a user-level stack: Stack and its UDP sockets (TCP sockets: userstack.tcp).
+"""The Python API of a user-level stack: Stack (its sockets: userstack.udp, userstack.tcp).
 
 Inside an application launched by `xdpstack run`:
 
@@ -17,22 +17,12 @@ from __future__ import annotations
 
 import errno
 import socket as _socket
-import time
 import weakref
 
-from userstack._lib import (
-    AF_FROM_SOCKET,
-    PROTOS,
-    addr_text,
-    address_tuple,
-    check,
-    endpoint,
-    ffi,
-    lib,
-    struct_dict,
-)
+from userstack._lib import PROTOS, addr_text, check, ffi, lib, struct_dict
+from userstack.udp import UdpSocket
 
-_WAIT_SLICE_MS = 200          # blocking calls wake this often so that signals reach Python
+__all__ = ["Stack", "UdpSocket"]      # UdpSocket: re-exported from userstack.udp, where it lives
 
 
 class Stack:
@@ -267,148 +257,6 @@ class Stack:
 
     def __exit__(self, *exc):
         self.close()
-
-
-class UdpSocket:
-    """A UDP socket on a user-level stack, shaped like socket.socket."""
-
-    def __init__(self, stack: Stack, family=_socket.AF_INET):
-        if family not in AF_FROM_SOCKET:
-            raise OSError(errno.EAFNOSUPPORT, "address family not supported")
-        stack._check_open()
-        err = ffi.new("int *")
-        h = lib.us_udp_socket(stack._st, AF_FROM_SOCKET[family], err)
-        if h == ffi.NULL:
-            check(err[0])
-        self._s = h
-        self._stack = stack
-        self.family = family
-        self.type = _socket.SOCK_DGRAM
-        self.proto = _socket.IPPROTO_UDP
-        self._af = AF_FROM_SOCKET[family]
-        self._timeout: float | None = None
-        self._peer = None
-        stack._socks.add(self)
-
-    # -- addressing ---------------------------------------------------------------------------
-    def bind(self, address) -> None:
-        ep = ffi.new("struct us_endpoint *")
-        endpoint(ep, self._af, address)
-        check(lib.us_udp_bind(self._handle(), ep))
-
-    def getsockname(self):
-        ep = ffi.new("struct us_endpoint *")
-        if lib.us_sock_local(self._handle(), ep) < 0:
-            return ("0.0.0.0", 0) if self._af == lib.US_AF4 else ("::", 0, 0, 0)
-        return address_tuple(ep)
-
-    def connect(self, address) -> None:
-        """Set the default destination for send() (no filtering of received datagrams)."""
-        ep = ffi.new("struct us_endpoint *")
-        endpoint(ep, self._af, address)
-        self._peer = ep
-
-    def getpeername(self):
-        if self._peer is None:
-            raise OSError(errno.ENOTCONN, "not connected")
-        return address_tuple(self._peer)
-
-    # -- timeouts -----------------------------------------------------------------------------
-    def settimeout(self, value: float | None) -> None:
-        if value is not None and value < 0:
-            raise ValueError("Timeout value out of range")
-        self._timeout = value
-
-    def gettimeout(self) -> float | None:
-        return self._timeout
-
-    def setblocking(self, flag: bool) -> None:
-        self._timeout = None if flag else 0.0
-
-    def getblocking(self) -> bool:
-        return self._timeout != 0.0
-
-    # -- data ---------------------------------------------------------------------------------
-    def sendto(self, data, address) -> int:
-        ep = ffi.new("struct us_endpoint *")
-        endpoint(ep, self._af, address)
-        buf = ffi.from_buffer(data)
-        return check(lib.us_udp_sendto(self._handle(), buf, len(buf), ep, 0))
-
-    def send(self, data) -> int:
-        if self._peer is None:
-            raise OSError(errno.EDESTADDRREQ, "Destination address required")
-        buf = ffi.from_buffer(data)
-        return check(lib.us_udp_sendto(self._handle(), buf, len(buf), self._peer, 0))
-
-    def recvfrom(self, bufsize: int, flags: int = 0):
-        buf = ffi.new("char[]", max(bufsize, 1))
-        ep = ffi.new("struct us_endpoint *")
-        n = self._recv(buf, bufsize, ep, flags)
-        return ffi.buffer(buf, n)[:], address_tuple(ep)
-
-    def recv(self, bufsize: int, flags: int = 0) -> bytes:
-        return self.recvfrom(bufsize, flags)[0]
-
-    def recvfrom_into(self, buffer, nbytes: int = 0, flags: int = 0):
-        view = ffi.from_buffer(buffer, require_writable=True)
-        n = nbytes or len(view)
-        ep = ffi.new("struct us_endpoint *")
-        got = self._recv(view, n, ep, flags)
-        return got, address_tuple(ep)
-
-    def _recv(self, buf, n, ep, flags) -> int:
-        h = self._handle()
-        dontwait = flags & _socket.MSG_DONTWAIT or self._timeout == 0.0
-        if dontwait:
-            r = lib.us_udp_recvfrom(h, buf, n, ep, lib.US_MSG_DONTWAIT, 0)
-            return check(r)
-        deadline = None if self._timeout is None else time.monotonic() + self._timeout
-        while True:
-            left = _WAIT_SLICE_MS if deadline is None else \
-                min(_WAIT_SLICE_MS, max(0, int((deadline - time.monotonic()) * 1000)))
-            r = lib.us_udp_recvfrom(self._handle(), buf, n, ep, 0, left)
-            if r != -errno.EAGAIN:
-                return check(r)
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError("timed out")
-
-    def fileno(self) -> int:
-        """An eventfd readable while a datagram (or an error) is waiting."""
-        return check(lib.us_sock_fileno(self._handle()))
-
-    def setsockopt(self, level, optname, value) -> None:
-        if level == _socket.SOL_SOCKET and optname == _socket.SO_RCVBUF:
-            check(lib.us_sock_set_rcvbuf(self._handle(), int(value)))
-            return
-        raise OSError(errno.ENOPROTOOPT, "option not supported on a user-level socket")
-
-    # -- life cycle ---------------------------------------------------------------------------
-    @property
-    def closed(self) -> bool:
-        return self._s is None
-
-    def close(self) -> None:
-        if self._s is not None:
-            s, self._s = self._s, None
-            self._stack._socks.discard(self)
-            if self._stack._st is not None:
-                lib.us_sock_close(s)
-
-    def _handle(self):
-        if self._s is None:
-            raise OSError(errno.EBADF, "Bad file descriptor")
-        return self._s
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def __repr__(self):
-        state = "closed" if self._s is None else repr(self.getsockname())
-        return f"<userstack.UdpSocket family={self.family!r} {state}>"
 
 
 def _link_info(ifname: str) -> dict:

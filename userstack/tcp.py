@@ -10,7 +10,8 @@
     c.settimeout(5)
     c.connect(("2001:db8::2", 80))     # local port: claimed from the kernel through the launcher
 
-Blocking by default; settimeout/setblocking as on kernel sockets; fileno() is readable/writable
+Blocking by default (socket.getdefaulttimeout()); settimeout/setblocking as on kernel sockets
+(shared with UdpSocket: userstack.sockbase); fileno() is readable/writable
 exactly when recv/accept or send would not block (for selectors and asyncio). Errors are the
 kernel's: ConnectionRefusedError, ConnectionResetError, BrokenPipeError, TimeoutError,
 BlockingIOError. Every call into C releases the GIL; a C thread drives the stack.
@@ -22,7 +23,6 @@ import io
 import os
 import socket as _socket
 import struct
-import time
 
 from userstack._lib import (
     AF_FROM_SOCKET,
@@ -33,8 +33,8 @@ from userstack._lib import (
     lib,
     struct_dict,
 )
+from userstack.sockbase import SockBase
 
-_WAIT_SLICE_MS = 200          # blocking calls wake this often so that signals reach Python
 _CC_NAMES = {lib.US_CC_CUBIC: b"cubic", lib.US_CC_NEWRENO: b"reno"}
 _CC_IDS = {b"cubic": lib.US_CC_CUBIC, b"reno": lib.US_CC_NEWRENO, b"newreno": lib.US_CC_NEWRENO}
 TCP_STATES = ["CLOSED", "LISTEN", "SYN-SENT", "SYN-RECEIVED", "ESTABLISHED", "FIN-WAIT-1", "FIN-WAIT-2",
@@ -55,7 +55,7 @@ _INT_OPTS = {
 _NOOP_OPTS = {(_socket.SOL_SOCKET, _socket.SO_REUSEADDR), (_socket.SOL_SOCKET, _socket.SO_REUSEPORT)}
 
 
-class TcpSocket:
+class TcpSocket(SockBase):
     """A TCP socket on a user-level stack."""
 
     def __init__(self, stack, family=_socket.AF_INET, *, _handle=None):
@@ -88,44 +88,10 @@ class TcpSocket:
     def listen(self, backlog: int = 0) -> None:
         check(lib.us_tcp_listen(self._handle(), backlog))
 
-    def getsockname(self):
-        ep = ffi.new("struct us_endpoint *")
-        if lib.us_sock_local(self._handle(), ep) < 0:
-            return ("0.0.0.0", 0) if self._af == lib.US_AF4 else ("::", 0, 0, 0)
-        return address_tuple(ep)
-
     def getpeername(self):
         ep = ffi.new("struct us_endpoint *")
         check(lib.us_sock_peer(self._handle(), ep))
         return address_tuple(ep)
-
-    # -- timeouts ---------------------------------------------------------------------------------
-    def settimeout(self, value: float | None) -> None:
-        if value is not None and value < 0:
-            raise ValueError("Timeout value out of range")
-        self._timeout = value
-
-    def gettimeout(self) -> float | None:
-        return self._timeout
-
-    def setblocking(self, flag: bool) -> None:
-        self._timeout = None if flag else 0.0
-
-    def getblocking(self) -> bool:
-        return self._timeout != 0.0
-
-    def _deadline(self):
-        return None if self._timeout is None else time.monotonic() + self._timeout
-
-    def _wait(self, events: int, deadline) -> None:
-        """Wait until events (or an error) or the deadline: TimeoutError then."""
-        while True:
-            left = _WAIT_SLICE_MS if deadline is None else \
-                min(_WAIT_SLICE_MS, max(0, int((deadline - time.monotonic()) * 1000)))
-            if check(lib.us_sock_wait(self._handle(), events, left)):
-                return
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError("timed out")
 
     # -- connections ------------------------------------------------------------------------------
     def accept(self):
@@ -280,10 +246,6 @@ class TcpSocket:
         d["state_name"] = TCP_STATES[d["state"]] if d["state"] < len(TCP_STATES) else "?"
         return d
 
-    def fileno(self) -> int:
-        """Readable while recv/accept would not block; writable while send would not."""
-        return check(lib.us_sock_fileno(self._handle()))
-
     def makefile(self, mode="r", buffering=None, *, encoding=None, errors=None, newline=None):
         """A file object over the socket, as socket.socket.makefile (modes r, w, b)."""
         if not set(mode) <= {"r", "w", "b"}:
@@ -316,10 +278,6 @@ class TcpSocket:
             self.close()
 
     # -- life cycle -------------------------------------------------------------------------------
-    @property
-    def closed(self) -> bool:
-        return self._s is None
-
     def close(self) -> None:
         """Graceful close (FIN after the queued data; RST if received data is left unread),
         finished by the stack in the background; a reset with SO_LINGER (1, 0). With makefile()
@@ -343,17 +301,6 @@ class TcpSocket:
 
     def detach(self):
         raise OSError(errno.EOPNOTSUPP, "user-level sockets have no kernel descriptor to detach")
-
-    def _handle(self):
-        if self._s is None:
-            raise OSError(errno.EBADF, "Bad file descriptor")
-        return self._s
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def __del__(self):
         try:

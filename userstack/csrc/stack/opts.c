@@ -69,7 +69,7 @@ static int parse_ms(const char *v, uint32_t *us)
 	return 0;
 }
 
-static int parse_cc(const char *v, uint8_t *cc)
+int us_tcp_cc_parse(const char *v, uint8_t *cc)
 {
 	if (!strcmp(v, "cubic"))
 		*cc = TCP_CC_CUBIC;
@@ -108,7 +108,7 @@ static int tcp_pair(const char *k, const char *v, void *arg)
 		{ "time_wait_ms", offsetof(struct tcp_config, time_wait_us) },
 	};
 	if (!strcmp(k, "cc"))
-		return parse_cc(v, &c->cc);
+		return us_tcp_cc_parse(v, &c->cc);
 	for (size_t i = 0; i < sizeof(u32s) / sizeof(u32s[0]); i++)
 		if (!strcmp(k, u32s[i].name)) {
 			if (parse_u32(v, &x))
@@ -210,34 +210,4 @@ int us_faults_parse(struct us_fault_config *c, const char *spec)
 	if (!r)
 		*c = t;
 	return r;
-}
-
-int us_stack_faults_configure(struct us_stack *st, const char *spec)
-{
-	struct us_fault_config c;
-	int r = us_faults_parse(&c, spec);
-	return r ? r : us_stack_set_faults(st, &c);
-}
-
-int us_stack_apply_env(struct us_stack *st)
-{
-	const char *cc = getenv("XDPSTACK_CC"), *tcp = getenv("XDPSTACK_TCP");
-	const char *faults = getenv("XDPSTACK_FAULTS");
-	if ((cc && *cc) || (tcp && *tcp)) {
-		pthread_mutex_lock(&st->lock);
-		struct us_tcp_opts o = st->topts;
-		int r = 0;
-		if (cc && *cc)
-			r = parse_cc(cc, &o.cfg.cc);
-		if (!r)
-			r = us_tcp_opts_parse(&o, tcp);
-		if (!r)
-			r = us_tcp_open(st, &o);
-		pthread_mutex_unlock(&st->lock);
-		if (r)
-			return r;
-	}
-	if (faults && *faults)
-		return us_stack_faults_configure(st, faults);
-	return 0;
 }

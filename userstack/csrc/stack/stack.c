@@ -447,6 +447,30 @@ int us_stack_flush_locked(struct us_stack *st)
 
 /* A batch in: control messages (every 64 polls), RX bursts, neighbour and TCP timers. What the
  * received segments call for is queued, not sent (timers send what they must). */
+/* Every waiting control message, each to its owner: neighbour updates to neigh.c, CLAIMED
+ * answers to the ephemeral ports (eph.c). ctl.c only carries them. */
+void us_stack_ctl_input(struct us_stack *st)
+{
+	union us_ctl_msg m;
+	while (us_ctl_recv(st, &m)) {
+		switch (m.hdr.type) {
+		case US_CTL_NEIGH:
+			if (m.neigh.dst.family != US_AF4 && m.neigh.dst.family != US_AF6) {
+				st->stats->ctl_bad++;
+				break;
+			}
+			us_neigh_update(st, &m.neigh.dst,
+					m.neigh.status == US_NEIGH_OK ? m.neigh.mac : NULL);
+			break;
+		case US_CTL_CLAIMED:
+			us_eph_claimed(st, &m);
+			break;
+		default:
+			st->stats->ctl_bad++;
+		}
+	}
+}
+
 static int poll_in(struct us_stack *st)
 {
 	struct us_frame f[US_RX_BATCH];
@@ -459,7 +483,7 @@ static int poll_in(struct us_stack *st)
 	if (st->ctlfd >= 0 && (st->desc.busy_poll ? st->now - st->ctl_polled >= US_CTL_POLL_NS
 						  : !(st->stats->polls & 63))) {
 		st->ctl_polled = st->now;
-		us_ctl_input(st);
+		us_stack_ctl_input(st);
 	}
 	for (int q = 0; q < dev->nqueues; q++) {
 		for (int b = 0; b < US_RX_BUDGET; b++) {
@@ -532,7 +556,7 @@ int us_sleep_locked(struct us_stack *st, int timeout_ms)
 		} else if (evs[i].data.u32 == EP_TIMER) {
 			if (read(st->timerfd, &v, sizeof(v)) < 0) { /* already drained */ }
 		} else if (evs[i].data.u32 == EP_CTL) {
-			us_ctl_input(st);
+			us_stack_ctl_input(st);
 		}
 	}
 	return n;
@@ -696,5 +720,36 @@ int us_neigh_set(struct us_stack *st, const struct us_addr *dst, const uint8_t *
 	us_neigh_update(st, dst, mac);
 	us_stack_flush_locked(st);
 	pthread_mutex_unlock(&st->lock);
+	return 0;
+}
+
+/* Options applied to the stack (opts.c only parses them). */
+int us_stack_faults_configure(struct us_stack *st, const char *spec)
+{
+	struct us_fault_config c;
+	int r = us_faults_parse(&c, spec);
+	return r ? r : us_stack_set_faults(st, &c);
+}
+
+int us_stack_apply_env(struct us_stack *st)
+{
+	const char *cc = getenv("XDPSTACK_CC"), *tcp = getenv("XDPSTACK_TCP");
+	const char *faults = getenv("XDPSTACK_FAULTS");
+	if ((cc && *cc) || (tcp && *tcp)) {
+		pthread_mutex_lock(&st->lock);
+		struct us_tcp_opts o = st->topts;
+		int r = 0;
+		if (cc && *cc)
+			r = us_tcp_cc_parse(cc, &o.cfg.cc);
+		if (!r)
+			r = us_tcp_opts_parse(&o, tcp);
+		if (!r)
+			r = us_tcp_open(st, &o);
+		pthread_mutex_unlock(&st->lock);
+		if (r)
+			return r;
+	}
+	if (faults && *faults)
+		return us_stack_faults_configure(st, faults);
 	return 0;
 }

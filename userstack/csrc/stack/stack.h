@@ -3,11 +3,13 @@
  *   stack.c  the object, its lock, the poll loop (RX bursts, control, timers, TX flush), readiness
  *   ip.c     input dispatch (Ethernet/IP checked, then UDP or TCP) and output (IP + Ethernet)
  *   neigh.c  dst -> MAC cache fed by the launcher, with a bounded queue per unresolved dst
- *   ctl.c    the control channel (ctl.h)
+ *   ctl.c    the control channel (ctl.h), transport only: send, read the waiting messages
+ *   eph.c    ephemeral ports claimed from the launcher and released
  *   udp.c    UDP sockets and their receive queues
  *   tcp_glue.c  the TCP core (tcp/) wired in: segments in and out, timers, readiness, ephemeral
  *            ports through the control channel, and the us_tcp_* socket calls
- *   opts.c   per-stack options from the environment (XDPSTACK_CC, XDPSTACK_TCP, XDPSTACK_FAULTS)
+ *   opts.c   parses option text (XDPSTACK_CC, XDPSTACK_TCP, XDPSTACK_FAULTS) into structs; stack.c
+ *            applies them
  *   faults.c the fault middleware (../dev/fault.c) under the stack (faults.h)
  *   testing.c  the stack over the in-memory device (../dev/memdev.c) for unit tests (testing.h)
  * Below it (../LAYERS): ../base/ (wire views, timer wheel, environment), ../dev/ (devices),
@@ -195,10 +197,18 @@ void us_neigh_flush_all(struct us_stack *st);  /* drop everything held (close) *
 
 /* ctl.c */
 int us_ctl_send(struct us_stack *st, union us_ctl_msg *m);
-void us_ctl_input(struct us_stack *st);        /* read and act on every waiting message */
-int us_ctl_claim_ephemeral(struct us_stack *st, uint8_t proto, uint8_t family,
-			   const struct us_endpoint *remote, struct us_endpoint *local);
-void us_ctl_release(struct us_stack *st, uint8_t proto, const struct us_endpoint *local);
+int us_ctl_recv(struct us_stack *st, union us_ctl_msg *m);  /* one waiting message: 1, or 0 */
+
+/* stack.c: the poll loop's control input, each message to its owner */
+void us_stack_ctl_input(struct us_stack *st);  /* read and act on every waiting message */
+
+/* eph.c */
+int us_eph_send_claim(struct us_stack *st, uint8_t proto, uint8_t family,
+		      const struct us_endpoint *remote, uint32_t *seq);  /* the message, built once */
+int us_eph_claim(struct us_stack *st, uint8_t proto, uint8_t family,
+		 const struct us_endpoint *remote, struct us_endpoint *local);
+void us_eph_release(struct us_stack *st, uint8_t proto, const struct us_endpoint *local);
+void us_eph_claimed(struct us_stack *st, const union us_ctl_msg *m);  /* a CLAIMED answer */
 
 /* tcp_glue.c */
 int us_tcp_open(struct us_stack *st, const struct us_tcp_opts *o);   /* at stack open; reconfigure */
@@ -220,6 +230,7 @@ bool us_tcp_tx_blocked(struct us_stack *st);
 void us_tcp_opts_default(struct us_tcp_opts *o);
 int us_tcp_opts_parse(struct us_tcp_opts *o, const char *spec);
 int us_faults_parse(struct us_fault_config *c, const char *spec);
+int us_tcp_cc_parse(const char *v, uint8_t *cc);   /* opts.c: XDPSTACK_CC's value */
 int us_stack_apply_env(struct us_stack *st);   /* XDPSTACK_CC, XDPSTACK_TCP, XDPSTACK_FAULTS */
 
 /* ip.c */

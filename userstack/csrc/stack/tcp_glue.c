@@ -294,7 +294,7 @@ several:
 
 static void release_claim(struct us_stack *st, const struct us_endpoint *local)
 {
-	us_ctl_release(st, US_IPPROTO_TCP, local);
+	us_eph_release(st, US_IPPROTO_TCP, local);
 }
 
 static int send_claim(struct us_stack *st, const struct us_addr *remote, struct us_sock *waiter)
@@ -304,18 +304,15 @@ static int send_claim(struct us_stack *st, const struct us_addr *remote, struct 
 		return -EADDRNOTAVAIL;     /* nobody to claim from */
 	if (e->nclaim == EPH_CLAIMS)
 		return -EAGAIN;
-	union us_ctl_msg m;
-	memset(&m, 0, sizeof(m));
-	m.hdr.type = US_CTL_CLAIM_EPHEMERAL;
-	m.hdr.seq = ++st->ctl_seq;
-	m.claim.proto = US_IPPROTO_TCP;
-	m.claim.family = remote->family;
-	m.claim.remote.addr = *remote;
-	int r = us_ctl_send(st, &m);
+	struct us_endpoint rem;
+	memset(&rem, 0, sizeof(rem));
+	rem.addr = *remote;
+	uint32_t seq;
+	int r = us_eph_send_claim(st, US_IPPROTO_TCP, remote->family, &rem, &seq);
 	if (r)
 		return r == -EAGAIN ? -EAGAIN : -EADDRNOTAVAIL;
 	struct eph_claim *c = &e->claim[e->nclaim++];
-	c->seq = m.hdr.seq;
+	c->seq = seq;
 	c->family = remote->family;
 	c->waiter = waiter;
 	c->remote = *remote;

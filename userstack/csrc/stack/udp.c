@@ -150,11 +150,11 @@ static int bind_locked(struct us_sock *s, const struct us_endpoint *local)
 		return -EADDRNOTAVAIL;
 	if (ep.port == 0) {
 		struct us_endpoint got;
-		int r = us_ctl_claim_ephemeral(st, US_IPPROTO_UDP, s->family, NULL, &got);
+		int r = us_eph_claim(st, US_IPPROTO_UDP, s->family, NULL, &got);
 		if (r)
 			return r;
 		if (st->desc.ntuples == US_MAX_TUPLES) {
-			us_ctl_release(st, US_IPPROTO_UDP, &got);
+			us_eph_release(st, US_IPPROTO_UDP, &got);
 			return -ENOSPC;
 		}
 		struct us_tuple *t = &st->desc.tuples[st->desc.ntuples++];
@@ -199,7 +199,7 @@ void us_udp_close_locked(struct us_sock *s)
 				break;
 			}
 		if (s->ephemeral) {
-			us_ctl_release(st, US_IPPROTO_UDP, &s->local);
+			us_eph_release(st, US_IPPROTO_UDP, &s->local);
 			for (uint32_t i = 0; i < st->desc.ntuples; i++) {
 				struct us_tuple *t = &st->desc.tuples[i];
 				if (t->proto == US_IPPROTO_UDP && t->port == s->local.port &&
