@@ -11,8 +11,6 @@ and delivered Mpps and losses (sink count vs generated, XDP_STATISTICS). Bounded
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import json
 import os
 import signal
@@ -28,98 +26,13 @@ from scapy.layers.inet import IP, UDP, Ether  # noqa: E402
 
 from userstack import xsk  # noqa: E402
 from userstack.agent import InProcessAgent  # noqa: E402
+from userstack.redirect import UdpRedirect  # noqa: E402
 from userstack.stack import _link_info  # noqa: E402
 from xdpstack import testrun  # noqa: E402
+from xdpstack.netlink import netns as in_netns  # noqa: E402
 from xdpstack.testbed import Testbed  # noqa: E402
 
 PORT = 9000
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
-
-# UDP to PORT_LO..PORT_HI into xsks[rx_queue_index]; everything else to the kernel.
-REDIRECT_SRC = r"""
-#include <uapi/linux/bpf.h>
-#include <uapi/linux/in.h>
-#include <uapi/linux/if_ether.h>
-#include <uapi/linux/ip.h>
-#include <uapi/linux/ipv6.h>
-#include <uapi/linux/udp.h>
-
-BPF_XSKMAP(xsks, 64);
-
-int redirect_udp(struct xdp_md *ctx)
-{
-    void *data = (void *)(long)ctx->data, *end = (void *)(long)ctx->data_end;
-    struct ethhdr *eth = data;
-    void *l4;
-    if ((void *)(eth + 1) > end)
-        return XDP_PASS;
-    if (eth->h_proto == htons(ETH_P_IP)) {
-        struct iphdr *ip = (void *)(eth + 1);
-        if ((void *)(ip + 1) > end || ip->protocol != IPPROTO_UDP)
-            return XDP_PASS;
-        l4 = (void *)ip + ip->ihl * 4;
-    } else if (eth->h_proto == htons(ETH_P_IPV6)) {
-        struct ipv6hdr *ip6 = (void *)(eth + 1);
-        if ((void *)(ip6 + 1) > end || ip6->nexthdr != IPPROTO_UDP)
-            return XDP_PASS;
-        l4 = ip6 + 1;
-    } else {
-        return XDP_PASS;
-    }
-    struct udphdr *udp = l4;
-    if ((void *)(udp + 1) > end)
-        return XDP_PASS;
-    u16 port = ntohs(udp->dest);
-    if (port < PORT_LO || port > PORT_HI)
-        return XDP_PASS;
-    return xsks.redirect_map(ctx->rx_queue_index, XDP_PASS);
-}
-"""
-
-
-@contextlib.contextmanager
-def in_netns(name: str):
-    """Run the block with this thread in network namespace `name` (threads started inside inherit it)."""
-    back = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(f"/var/run/netns/{name}", os.O_RDONLY)
-    try:
-        if _libc.setns(target, CLONE_NEWNET) != 0:
-            e = ctypes.get_errno()
-            raise OSError(e, os.strerror(e))
-        yield
-    finally:
-        _libc.setns(back, CLONE_NEWNET)
-        os.close(back)
-        os.close(target)
-
-
-class UdpRedirect:
-    """The compiled redirect program (bcc); attach() it to a device of the current namespace."""
-
-    def __init__(self, port_lo: int, port_hi: int):
-        from bcc import BPF
-        self.bpf = BPF(text=REDIRECT_SRC, cflags=[f"-DPORT_LO={port_lo}", f"-DPORT_HI={port_hi}"])
-        self.fn = self.bpf.load_func("redirect_udp", BPF.XDP)
-
-    def attach(self, ifname: str):
-        from bcc import BPF
-        BPF.attach_xdp(ifname.encode(), self.fn, 0)
-
-    def detach(self, ifname: str):
-        from bcc import BPF
-        with contextlib.suppress(Exception):
-            BPF.remove_xdp(ifname.encode(), 0)
-
-    def set_sockets(self, queue_ids, fds):
-        xsks = self.bpf[b"xsks"]
-        for q, fd in zip(queue_ids, fds, strict=True):
-            xsks[ctypes.c_int(q)] = ctypes.c_int(fd)
-
-    def close(self):
-        self.bpf.cleanup()
-
-
 def measure(tb: Testbed, prog: UdpRedirect, payload: int, seconds: float, repeat: int) -> dict:
     with in_netns(tb.dut.ns):
         info = _link_info(tb.dut.ifname)

@@ -19,7 +19,8 @@ import time
 import pytest
 
 from tests.fixtures import testbed as tbmod
-from tests.fixtures.userstack_xdp import UdpRedirect, as_user, in_netns
+from tests.fixtures.userstack_xdp import as_user, in_netns
+from userstack.redirect import UdpRedirect
 from xdpstack import procs
 
 pytestmark = pytest.mark.root

@@ -19,7 +19,8 @@ import sys
 import time
 
 from tests.fixtures import testbed as tbmod
-from tests.fixtures.userstack_xdp import PortRedirect, as_user, in_netns
+from tests.fixtures.userstack_xdp import as_user, in_netns
+from userstack.redirect import PortRedirect
 from xdpstack import procs
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
