@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Check the layers of userstack/csrc (userstack/csrc/LAYERS): every C file includes only headers
 of its own layer and of the layers it may use, and (with --objects) its object calls only
-functions defined there. One line per violation; exit status 1 when there is any.
+functions defined there, and the files of an acyclic layer never call each other in a circle.
+One line per violation; exit status 1 when there is any.
 
     tools/check_layers.py                                   # the include graph
     make -C userstack/csrc && tools/check_layers.py --objects userstack/csrc/build
@@ -29,17 +30,22 @@ class Layer:
     paths: list[str]                    # folders (ending in /) or files, relative to the root
     uses: set[str] = field(default_factory=set)
     line: int = 0
+    acyclic: bool = False               # its files must not call each other in a circle
 
 
 def parse_layers(text: str) -> tuple[list[Layer], list[str]]:
-    """LAYERS: `NAME FILES... : USES...` per line, '#' starts a comment."""
+    """LAYERS: `NAME FILES... : USES...` per line, and `acyclic : NAMES...`; '#' starts a comment."""
     layers, errors = [], []
+    acyclic: list[tuple[int, str]] = []
     for n, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
         head, sep, uses = line.partition(":")
         words = head.split()
+        if sep and words == ["acyclic"]:
+            acyclic += [(n, u) for u in uses.split()]
+            continue
         if not sep or len(words) < 2:
             errors.append(f"LAYERS:{n}: expected 'NAME FILES... : USES...': {raw.strip()}")
             continue
@@ -48,6 +54,11 @@ def parse_layers(text: str) -> tuple[list[Layer], list[str]]:
     for la in layers:
         for u in sorted(la.uses - names):
             errors.append(f"LAYERS:{la.line}: layer {la.name} uses unknown layer {u}")
+    for n, u in acyclic:
+        if u not in names:
+            errors.append(f"LAYERS:{n}: acyclic names unknown layer {u}")
+        else:
+            next(la for la in layers if la.name == u).acyclic = True
     return layers, errors
 
 
@@ -149,11 +160,13 @@ def call_graph(root: Path, objdir: Path, layers: list[Layer]):
     return objs
 
 
-def check_calls(root: Path, objdir: Path, layers: list[Layer]) -> tuple[list[str], dict[str, set[str]]]:
+def check_calls(root: Path, objdir: Path, layers: list[Layer]
+                ) -> tuple[list[str], dict[str, set[str]], dict[tuple[str, str], set[str]]]:
+    """(violations, file -> files it calls, (caller, callee) -> the functions called)."""
     root = root.resolve()
     objs = call_graph(root, objdir, layers)
     if not objs:
-        return [f"{objdir}: no objects of {root.name}/ sources (build them first)"], {}
+        return [f"{objdir}: no objects of {root.name}/ sources (build them first)"], {}, {}
     where = {}
     for rel, (_la, defined, _undef) in objs.items():
         for s in defined:
@@ -170,13 +183,14 @@ def check_calls(root: Path, objdir: Path, layers: list[Layer]) -> tuple[list[str
             rel = f.relative_to(root).as_posix()
             if layer_of(rel, layers) is la:
                 api_decls.setdefault(la.name, set()).update(declared_functions(f.read_text()))
-    out, edges = [], {}
+    out, edges, syms = [], {}, {}
     for rel, (la, _defined, undefined) in objs.items():
         for s in sorted(undefined):
             d = where.get(s)
             if d is None or d == rel:
                 continue
             edges.setdefault(rel, set()).add(d)
+            syms.setdefault((rel, d), set()).add(s)
             dl = objs[d][0]
             if dl.name == la.name or dl.name in la.uses:
                 continue
@@ -184,7 +198,24 @@ def check_calls(root: Path, objdir: Path, layers: list[Layer]) -> tuple[list[str
                 continue
             out.append(f"{rel}: layer {la.name} calls {s}, defined in {d} of layer {dl.name} "
                        f"({la.name} may use: {' '.join(sorted(la.uses)) or 'nothing'})")
-    return out, edges
+    return out, edges, syms
+
+
+def check_acyclic(layers: list[Layer], edges: dict[str, set[str]],
+                  syms: dict[tuple[str, str], set[str]]) -> list[str]:
+    """A call cycle among the files of an acyclic layer: one line per cycle, with its calls."""
+    out = []
+    for la in layers:
+        if not la.acyclic:
+            continue
+        inside = {a: {b for b in bs if layer_of(b, layers) is la}
+                  for a, bs in edges.items() if layer_of(a, layers) is la}
+        for comp in cycles(inside):
+            calls = "; ".join(f"{a} -> {b}: {' '.join(sorted(syms[(a, b)]))}"
+                              for a in comp for b in sorted(inside.get(a, ())) if b in comp)
+            out.append(f"layer {la.name} (acyclic) has a call cycle: {' <-> '.join(comp)} ({calls}); "
+                       f"a call back up goes through a pointer the caller above installs")
+    return out
 
 
 def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
@@ -231,8 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     errors += check_includes(a.root, layers)
     edges = {}
     if a.objects:
-        calls, edges = check_calls(a.root, a.objects, layers)
-        errors += calls
+        calls, edges, syms = check_calls(a.root, a.objects, layers)
+        errors += calls + check_acyclic(layers, edges, syms)
     for e in errors:
         print(e)
     if a.cycles:

@@ -65,3 +65,42 @@ def test_upward_call_fails(tmp_path):
     r = run("--root", root, "--objects", objs)
     assert r.returncode == 1
     assert r.stdout.startswith("base/low.c: layer base calls high, defined in stack/high.c"), r.stdout
+
+
+def _objects(tmp_path, root, sources):
+    objs = tmp_path / "build"
+    for src in sources:
+        (objs / src).parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["cc", "-c", str(root / src), "-o", str(objs / src.replace(".c", ".o"))], check=True)
+    return objs
+
+
+@pytest.mark.parametrize("acyclic", [True, False])
+def test_call_cycle_in_an_acyclic_layer_fails(tmp_path, acyclic):
+    """Two files of one layer calling each other: a breach only where LAYERS says acyclic."""
+    if not shutil.which("nm") or not shutil.which("cc"):
+        pytest.skip("needs cc and nm")
+    root = tmp_path / "csrc"
+    (root / "stack").mkdir(parents=True)
+    (root / "LAYERS").write_text("stack stack/ :\n" + ("acyclic : stack\n" if acyclic else ""))
+    (root / "stack" / "poll.c").write_text("int sock_wait(void);\nint poll_once(void) { return 1; }\n"
+                                           "int poll_run(void) { return sock_wait(); }\n")
+    (root / "stack" / "sock.c").write_text("int poll_once(void);\n"
+                                           "int sock_wait(void) { return poll_once(); }\n")
+    r = run("--root", root, "--objects", _objects(tmp_path, root, ["stack/poll.c", "stack/sock.c"]))
+    if not acyclic:
+        assert r.returncode == 0, r.stdout + r.stderr
+        return
+    assert r.returncode == 1
+    (line,) = r.stdout.splitlines()
+    assert line.startswith("layer stack (acyclic) has a call cycle: stack/poll.c <-> stack/sock.c"), line
+    assert "stack/sock.c -> stack/poll.c: poll_once" in line
+    assert "stack/poll.c -> stack/sock.c: sock_wait" in line
+
+
+def test_unknown_acyclic_layer_is_an_error(tmp_path):
+    root = tmp_path / "csrc"
+    (root / "base").mkdir(parents=True)
+    (root / "LAYERS").write_text("base base/ :\nacyclic : stak\n")
+    r = run("--root", root)
+    assert r.returncode == 1 and "acyclic names unknown layer stak" in r.stdout, r.stdout

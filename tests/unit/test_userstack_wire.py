@@ -127,8 +127,8 @@ def test_parse_tcp():
     f = bytes(Ether(src=PEER_MAC, dst=MAC) / IP(src="198.18.0.2", dst="198.18.0.1")
               / TCP(sport=5, dport=80, flags="S", options=[("MSS", 1460)]) / b"data")
     r, p, _ = G.parse(f)
-    assert r == OK and p.tcp.hlen == 24 and p.tcp.options_len == 4 and p.tcp.data_len == 4
-    assert p.tcp.flags == 0x02
+    # checked here (bounds, checksum); its fields are the TCP core's to decode (test_tcp_wire.py)
+    assert r == OK and p.ip.proto == 6 and p.ip.payload_len == 24 + 4
 
 
 # ---- rejections -----------------------------------------------------------------------------
@@ -216,9 +216,8 @@ def _check_consistent(r, p, base, n):
     if p.ip.proto == 17:
         d = int(ffi.cast("uintptr_t", p.udp.data))
         assert d + p.udp.data_len <= end
-    else:
-        d = int(ffi.cast("uintptr_t", p.tcp.data))
-        assert d + p.tcp.data_len <= end
+    else:                                   # a TCP header that fits the payload
+        assert p.ip.payload_len >= 20 and (p.ip.payload[12] >> 4) * 4 <= p.ip.payload_len
 
 
 @settings(max_examples=3000, suppress_health_check=[HealthCheck.too_slow], deadline=None)

@@ -7,10 +7,6 @@
 #include "wire.h"
 
 static inline uint16_t rd16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
-static inline uint32_t rd32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
 static inline void wr16(uint8_t *p, uint16_t v) { p[0] = v >> 8; p[1] = v & 0xff; }
 
 /* ---- checksum ----
@@ -272,7 +268,7 @@ int us_udp_parse(const struct us_ip_view *ip, uint32_t flags, struct us_udp_view
 	return US_WIRE_OK;
 }
 
-int us_tcp_parse(const struct us_ip_view *ip, uint32_t flags, struct us_tcp_view *v, uint8_t *partial)
+int us_tcp_check(const struct us_ip_view *ip, uint32_t flags, uint8_t *partial)
 {
 	const uint8_t *p = ip->payload;
 	if (ip->payload_len < US_TCP_HLEN)
@@ -286,20 +282,6 @@ int us_tcp_parse(const struct us_ip_view *ip, uint32_t flags, struct us_tcp_view
 	if (c < 0)
 		return US_WIRE_BAD_CSUM;
 	*partial = (uint8_t)c;
-	v->sport = rd16(p);
-	v->dport = rd16(p + 2);
-	v->seq = rd32(p + 4);
-	v->ack = rd32(p + 8);
-	v->hlen = hlen;
-	v->flags = p[13];
-	v->pad = 0;
-	v->window = rd16(p + 14);
-	v->csum = rd16(p + 16);
-	v->urgent = rd16(p + 18);
-	v->options = p + US_TCP_HLEN;
-	v->options_len = hlen - US_TCP_HLEN;
-	v->data = p + hlen;
-	v->data_len = ip->payload_len - hlen;
 	return US_WIRE_OK;
 }
 
@@ -322,7 +304,7 @@ int us_frame_parse(const uint8_t *p, uint32_t len, uint32_t flags, struct us_par
 	if (out->ip.proto == US_IPPROTO_UDP)
 		return us_udp_parse(&out->ip, flags, &out->udp, &out->csum_partial);
 	if (out->ip.proto == US_IPPROTO_TCP)
-		return us_tcp_parse(&out->ip, flags, &out->tcp, &out->csum_partial);
+		return us_tcp_check(&out->ip, flags, &out->csum_partial);
 	return US_WIRE_UNSUPPORTED;
 }
 

@@ -1,5 +1,6 @@
-/* wire.h: checked views over the headers the stack reads and writes (Ethernet, IPv4, IPv6, UDP,
- * TCP), and the Internet checksum.
+/* wire.h: checked views over the headers the stack reads and writes (Ethernet, IPv4, IPv6, UDP),
+ * the TCP segment checked (bounds, checksum) for the TCP core to decode once (tcp/tcp_wire.h),
+ * and the Internet checksum.
  *
  * Parsing takes untrusted bytes and a length and checks every bound before reading; it returns
  * a US_WIRE_* code and fills a small view struct whose pointers point into the buffer. Emitting
@@ -58,27 +59,11 @@ struct us_udp_view {
 	uint16_t data_len;
 };
 
-struct us_tcp_view {
-	uint16_t sport, dport;
-	uint32_t seq, ack;
-	uint16_t hlen;             /* data offset * 4 */
-	uint8_t flags;
-	uint8_t pad;
-	uint16_t window, csum, urgent;
-	const uint8_t *options;
-	uint16_t options_len;
-	const uint8_t *data;
-	uint16_t data_len;
-};
-
 /* A whole received frame: Ethernet, IP, and the transport header checked and checksummed. */
 struct us_parsed {
 	struct us_eth_view eth;
 	struct us_ip_view ip;
-	union {
-		struct us_udp_view udp;
-		struct us_tcp_view tcp;
-	};
+	struct us_udp_view udp;    /* UDP only: a TCP segment is the TCP core's to parse (tcp/tcp_wire.h) */
 	uint8_t csum_partial;      /* 1: the transport checksum was a local peer's partial one */
 };
 
@@ -114,7 +99,9 @@ int us_ipv6_parse(const uint8_t *p, uint32_t len, struct us_ip_view *v);
 /* The transport parsers verify the checksum; flags: US_PARSE_*. *partial is set to 1 when a
  * partial checksum was accepted, else 0. */
 int us_udp_parse(const struct us_ip_view *ip, uint32_t flags, struct us_udp_view *v, uint8_t *partial);
-int us_tcp_parse(const struct us_ip_view *ip, uint32_t flags, struct us_tcp_view *v, uint8_t *partial);
+/* A TCP segment's header fits (data offset within the payload) and its checksum holds; its fields
+ * are the TCP core's to read, once (tcp_parse). */
+int us_tcp_check(const struct us_ip_view *ip, uint32_t flags, uint8_t *partial);
 /* Ethernet -> IP -> UDP/TCP. US_WIRE_OK or the first failure. flags: US_PARSE_* (0: verify all). */
 int us_frame_parse(const uint8_t *p, uint32_t len, uint32_t flags, struct us_parsed *out);
 

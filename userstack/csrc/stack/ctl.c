@@ -1,9 +1,9 @@
 /* ctl.c: the stack's end of the control channel (ctl.h), transport only: send a message, read
- * the waiting ones. What each received message means is the poll loop's (stack.c). */
+ * the waiting ones. What each received message means is the poll loop's (poll.c). */
 #include <errno.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
-#include "stack.h"
+#include "ctl_io.h"
 
 int us_ctl_send(struct us_stack *st, union us_ctl_msg *m)
 {

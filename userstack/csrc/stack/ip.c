@@ -1,6 +1,9 @@
-/* ip.c: IP input dispatch and output (see stack.h). */
+/* ip.c: IP + Ethernet output, the stack's addresses and claimed tuples, the device flush (ip.h).
+ * Input is the poll loop's (poll.c): it checks a frame once and hands it to UDP or TCP. */
 #include <string.h>
-#include "stack.h"
+#include "ip.h"
+#include "neigh.h"
+#include "../dev/xsk.h"
 
 bool us_is_local_addr(const struct us_stack *st, const struct us_addr *a)
 {
@@ -30,37 +33,6 @@ bool us_tuple_claimed(const struct us_stack *st, uint8_t proto, const struct us_
 	return false;
 }
 
-void us_ip_input(struct us_stack *st, const struct us_frame *f)
-{
-	struct us_parsed p;
-	struct us_stats *c = st->stats;    /* loaded once (the build has no strict aliasing) */
-	c->rx_frames++;
-	c->rx_bytes += f->len;
-	int r = us_frame_parse(f->data, f->len, st->parse_flags, &p);
-	if (r) {
-		switch (r) {
-		case US_WIRE_BAD_CSUM: c->rx_bad_csum++; break;
-		case US_WIRE_FRAGMENT: c->rx_fragment++; break;
-		case US_WIRE_UNSUPPORTED: c->rx_other_proto++; break;
-		default: c->rx_malformed++; break;
-		}
-		return;
-	}
-	c->rx_csum_partial += p.csum_partial;
-	struct us_addr dst = { .family = p.ip.family };
-	memcpy(dst.a, p.ip.dst, p.ip.family == US_AF4 ? 4 : 16);
-	if (!us_is_local_addr(st, &dst)) {
-		c->rx_not_local++;
-		return;
-	}
-	if (p.ip.proto == US_IPPROTO_UDP) {
-		us_udp_input(st, &p);
-	} else {
-		c->rx_tcp++;
-		us_tcp_input(st, &p);
-	}
-}
-
 void us_ip_output(struct us_stack *st, struct us_frame *f, const struct us_addr *src,
 		  const struct us_addr *dst, uint8_t proto, uint32_t l4len)
 {
@@ -77,4 +49,12 @@ void us_ip_output(struct us_stack *st, struct us_frame *f, const struct us_addr 
 	us_eth_emit(p, unknown, st->desc.mac, type);   /* destination MAC: us_neigh_output */
 	f->len = us_l3_offset(dst->family) + l4len;
 	us_neigh_output(st, dst, f);
+}
+
+int us_dev_flush(struct us_stack *st)
+{
+	int left = st->dev->ops->flush(st->dev);
+	if (st->is_xdev)
+		us_xdev_kicks(st->base_dev, &st->stats->tx_kicks, &st->stats->tx_kick_again);
+	return left;
 }

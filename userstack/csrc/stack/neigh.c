@@ -3,7 +3,8 @@
  * us_neigh_set. While a destination is unresolved, up to US_NEIGH_QLEN frames wait (the newest
  * replace the oldest, like the kernel's arp_queue); failure or timeout drops them, counted. */
 #include <string.h>
-#include "stack.h"
+#include "ctl_io.h"
+#include "neigh.h"
 
 static uint32_t addr_hash(const struct us_addr *a)
 {

@@ -6,7 +6,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include "stack.h"
+#include "opts.h"
 
 void us_tcp_opts_default(struct us_tcp_opts *o)
 {

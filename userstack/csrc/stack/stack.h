@@ -1,20 +1,26 @@
-/* stack.h: the stack object and the internal interfaces between its layers.
+/* stack.h: the stack object and the data its files share. Each file declares its own calls
+ * in its own header; a file calls only the files below it (../LAYERS, checked by make lint):
  *
- *   stack.c  the object, its lock, the poll loop (RX bursts, control, timers, TX flush), readiness
- *   ip.c     input dispatch (Ethernet/IP checked, then UDP or TCP) and output (IP + Ethernet)
- *   neigh.c  dst -> MAC cache fed by the launcher, with a bounded queue per unresolved dst
- *   ctl.c    the control channel (ctl.h), transport only: send, read the waiting messages
- *   eph.c    ephemeral ports claimed from the launcher and released
- *   udp.c    UDP sockets and their receive queues
- *   tcp_glue.c  the TCP core (tcp/) wired in: segments in and out, timers, readiness, ephemeral
- *            ports through the control channel, and the us_tcp_* socket calls
- *   opts.c   parses option text (XDPSTACK_CC, XDPSTACK_TCP, XDPSTACK_FAULTS) into structs; stack.c
- *            applies them
- *   faults.c the fault middleware (../dev/fault.c) under the stack (faults.h)
- *   testing.c  the stack over the in-memory device (../dev/memdev.c) for unit tests (testing.h)
- * Below it (../LAYERS): ../base/ (wire views, timer wheel, environment), ../dev/ (devices),
- * ../tcp/ (the TCP core); above it ../api.h, which it implements.
- * Every function here expects the stack's lock held, except where it says otherwise. */
+ *   stack.c     the object: open, close, options applied, information        (top)
+ *   poll.c      the one poll loop: RX frames to UDP/TCP input, control messages to their
+ *               owners, timers, the batch's TX flush; us_wait/us_poll/us_flush, driver thread
+ *   tcp_calls.c the us_tcp_* socket calls of ../api.h
+ *   tcp_glue.c  the TCP core (../tcp/) wired in: segments in and out, timers, active opens
+ *   tcp_ready.c TCP readiness: the ready list, blocked writers, the socketpair behind fileno()
+ *   udp.c       UDP sockets and their receive queues
+ *   eph.c       ephemeral ports claimed from the launcher: UDP binds, TCP pools, released
+ *   sock.c      the socket base: life cycle, readiness, waiting; the us_sock_* calls
+ *   ip.c        IP + Ethernet output, local addresses and claimed tuples, the device flush
+ *   neigh.c     dst -> MAC cache fed by the launcher, with a bounded queue per unresolved dst
+ *   ctl.c       the control channel (ctl.h), transport only: send, read the waiting messages
+ *   opts.c      option text (XDPSTACK_CC, XDPSTACK_TCP, XDPSTACK_FAULTS) parsed into structs
+ *   faults.c, testing.c  the fault middleware and the in-memory device under a stack
+ *
+ * A lower file reaches a higher one only through a pointer the higher one installed: the
+ * socket's ops (struct us_sock_ops, sock.h), the poll loop's hooks in the stack (poll_once,
+ * sleep, ctl_input), and eph_ready (an active open's port, eph.c -> tcp_glue.c).
+ * Below the stack (../LAYERS): ../base/, ../dev/, ../tcp/; above it ../api.h, which it
+ * implements. Every function expects the stack's lock held, except where it says otherwise. */
 #pragma once
 #include <pthread.h>
 #include <stdbool.h>
@@ -25,6 +31,8 @@
 #include "../dev/netdev.h"
 #include "../base/wire.h"
 #include "faults.h"
+#include "opts.h"
+#include "../base/clock.h"
 #include "../tcp/tcp.h"
 
 #define US_RX_BATCH        64
@@ -43,13 +51,7 @@
 #define US_CTL_POLL_NS     50000ull   /* busy poll: read the control channel this often */
 
 enum us_sock_type { US_SOCK_UDP = 1, US_SOCK_TCP = 2 };
-
-/* TCP options of a stack: the core's config plus the glue's own knobs (XDPSTACK_TCP). */
-struct us_tcp_opts {
-	struct tcp_config cfg;
-	uint32_t port_pool;        /* ephemeral ports kept claimed ahead per local address (4) */
-	uint32_t linger_ms;        /* us_stack_close waits this long for closing connections (1000) */
-};
+enum { US_EP_WAKE = 1000, US_EP_TIMER, US_EP_CTL };   /* epoll tags beside the device queues */
 
 /* A socket receive queue: datagram records in a ring, payloads in a byte ring. */
 struct us_rxrec {
@@ -69,8 +71,11 @@ struct us_rxq {
 	uint64_t rd, wr;           /* absolute positions in the byte ring */
 };
 
+struct us_sock_ops;
+
 struct us_sock {
 	struct us_stack *st;
+	const struct us_sock_ops *ops;   /* installed by udp.c or tcp_calls.c (sock.h) */
 	uint8_t type;              /* enum us_sock_type */
 	uint8_t family;
 	uint8_t bound;
@@ -153,93 +158,17 @@ struct us_stack {
 	uint32_t spins;            /* busy-poll iterations */
 	uint64_t ctl_polled;       /* busy poll: when the control channel was last read */
 	struct us_sock *wblocked;  /* sockets waiting to become writable */
-	struct us_eph *eph;        /* ephemeral ports: ready pools and claims in flight */
+	struct us_eph *eph;        /* ephemeral ports: ready pools and claims in flight (eph.c) */
+	/* an active open's port is claimed (or failed, err < 0): installed by tcp_glue.c */
+	void (*eph_ready)(struct us_sock *waiter, const struct us_endpoint *local, int err);
+	struct us_endpoint tcp_pick;   /* the port tcp_connect's bind_ephemeral takes (tcp_glue.c) */
+	int have_tcp_pick;
+	/* The poll loop (poll.c), installed at open, for the files below it that must wait with no
+	 * driver thread: blocking socket calls, a claim's answer, the close linger. */
+	int (*poll_once)(struct us_stack *st);                /* one round, never sleeps */
+	int (*sleep)(struct us_stack *st, int timeout_ms);    /* epoll, lock released meanwhile */
+	void (*ctl_input)(struct us_stack *st);               /* every waiting control message */
 };
 
-/* stack.c */
-uint64_t us_now_ns(void);
-void us_sock_link(struct us_sock *s);          /* onto st->all */
-void us_sock_unlink(struct us_sock *s);        /* off st->all and st->ready */
-void us_sock_release(struct us_sock *s);       /* free, or leave it to the last waiter */
-/* One wait for socket events `want` (lock released meanwhile; drives the stack when no driver
- * thread runs). -EBADF when the socket was closed meanwhile (it is gone: do not touch it). */
-int us_sock_block_locked(struct us_sock *s, uint32_t want, uint64_t deadline);
-void us_sock_mark_ready(struct us_sock *s);    /* a socket got an event: list, eventfd, cond */
-int us_stack_flush_locked(struct us_stack *st);
-int us_poll_locked(struct us_stack *st);       /* one round of processing, never sleeps */
-/* Sleep in the stack's epoll (lock released meanwhile) up to timeout_ms; handles wake, timer, control. */
-int us_sleep_locked(struct us_stack *st, int timeout_ms);
-/* Arm the stack's timerfd for an absolute CLOCK_MONOTONIC deadline in ns (0 disarms). */
-void us_stack_arm_timer(struct us_stack *st, uint64_t deadline_ns);
+/* stack.c: a stack over any device (testing.c opens one over the in-memory device). */
 struct us_stack *us_stack_open_dev(const struct us_desc *d, struct us_netdev *dev, int *err);
-
-/* ip.c */
-void us_ip_input(struct us_stack *st, const struct us_frame *f);
-bool us_is_local_addr(const struct us_stack *st, const struct us_addr *a);
-/* First local address of the family (source for wildcard-bound sockets), or NULL. */
-const struct us_addr *us_pick_source(const struct us_stack *st, uint8_t family);
-/* Header room in front of an IP payload of this family. */
-static inline uint32_t us_l3_offset(uint8_t family)
-{
-	return US_ETH_HLEN + (family == US_AF4 ? US_IPV4_HLEN : US_IPV6_HLEN);
-}
-/* The transport payload (l4len bytes at f->data + us_l3_offset) is in place: write IP and
- * Ethernet headers, and send (or hold until the destination's MAC is known). */
-void us_ip_output(struct us_stack *st, struct us_frame *f, const struct us_addr *src,
-		  const struct us_addr *dst, uint8_t proto, uint32_t l4len);
-
-/* neigh.c */
-/* Frame f has everything but the destination MAC: send it, or hold it, or drop it. */
-void us_neigh_output(struct us_stack *st, const struct us_addr *dst, struct us_frame *f);
-void us_neigh_update(struct us_stack *st, const struct us_addr *dst, const uint8_t *mac);
-void us_neigh_timers(struct us_stack *st);
-void us_neigh_flush_all(struct us_stack *st);  /* drop everything held (close) */
-
-/* ctl.c */
-int us_ctl_send(struct us_stack *st, union us_ctl_msg *m);
-int us_ctl_recv(struct us_stack *st, union us_ctl_msg *m);  /* one waiting message: 1, or 0 */
-
-/* stack.c: the poll loop's control input, each message to its owner */
-void us_stack_ctl_input(struct us_stack *st);  /* read and act on every waiting message */
-
-/* eph.c */
-int us_eph_send_claim(struct us_stack *st, uint8_t proto, uint8_t family,
-		      const struct us_endpoint *remote, uint32_t *seq);  /* the message, built once */
-int us_eph_claim(struct us_stack *st, uint8_t proto, uint8_t family,
-		 const struct us_endpoint *remote, struct us_endpoint *local);
-void us_eph_release(struct us_stack *st, uint8_t proto, const struct us_endpoint *local);
-void us_eph_claimed(struct us_stack *st, const union us_ctl_msg *m);  /* a CLAIMED answer */
-
-/* tcp_glue.c */
-int us_tcp_open(struct us_stack *st, const struct us_tcp_opts *o);   /* at stack open; reconfigure */
-void us_tcp_close_all(struct us_stack *st);                          /* at stack close */
-void us_tcp_input(struct us_stack *st, const struct us_parsed *p);
-void us_tcp_timers(struct us_stack *st);       /* per poll, after RX: timers, writability */
-void us_tcp_output(struct us_stack *st, bool hold);   /* per poll: flush (see tcp_glue.c), timerfd */
-void us_tcp_flush_locked(struct us_stack *st); /* what the sockets queued goes out now */
-void us_tcp_claimed(struct us_stack *st, const struct us_ctl_claimed *m);  /* a CLAIMED for TCP */
-void us_tcp_close_locked(struct us_sock *s);
-uint32_t us_tcp_events(struct us_sock *s);     /* US_EV_* now */
-int us_tcp_fileno_locked(struct us_sock *s);
-void us_tcp_refresh(struct us_sock *s);        /* readiness may have changed */
-void us_tcp_want_writable(struct us_sock *s);  /* re-check writability after each poll */
-int us_tcp_getsockopt_locked(struct us_sock *s, int opt, int *val);
-bool us_tcp_tx_blocked(struct us_stack *st);
-
-/* opts.c */
-void us_tcp_opts_default(struct us_tcp_opts *o);
-int us_tcp_opts_parse(struct us_tcp_opts *o, const char *spec);
-int us_faults_parse(struct us_fault_config *c, const char *spec);
-int us_tcp_cc_parse(const char *v, uint8_t *cc);   /* opts.c: XDPSTACK_CC's value */
-int us_stack_apply_env(struct us_stack *st);   /* XDPSTACK_CC, XDPSTACK_TCP, XDPSTACK_FAULTS */
-
-/* ip.c */
-bool us_tuple_claimed(const struct us_stack *st, uint8_t proto, const struct us_endpoint *ep);
-
-/* udp.c */
-void us_udp_input(struct us_stack *st, const struct us_parsed *p);
-int us_udp_fileno_locked(struct us_sock *s);
-int us_udp_set_rcvbuf_locked(struct us_sock *s, uint32_t bytes);
-int us_udp_error_locked(struct us_sock *s);
-void us_udp_close_locked(struct us_sock *s);
-bool us_rxq_empty(const struct us_rxq *q);

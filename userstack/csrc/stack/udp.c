@@ -8,10 +8,15 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/eventfd.h>
-#include "stack.h"
+#include "eph.h"
+#include "ip.h"
+#include "sock.h"
+#include "udp.h"
+
+static const struct us_sock_ops udp_ops;
 
 /* ---- receive queue ---- */
-bool us_rxq_empty(const struct us_rxq *q) { return q->head == q->tail; }
+static bool rxq_empty(const struct us_rxq *q) { return q->head == q->tail; }
 
 static int rxq_init(struct us_rxq *q, uint32_t bytes)
 {
@@ -62,7 +67,7 @@ static void rxq_pop(struct us_rxq *q)
 
 static void clear_readable(struct us_sock *s)
 {
-	if (s->efd_set && us_rxq_empty(&s->q) && !s->error) {
+	if (s->efd_set && rxq_empty(&s->q) && !s->error) {
 		uint64_t v;
 		if (read(s->efd, &v, sizeof(v)) < 0) { /* already zero */ }
 		s->efd_set = 0;
@@ -106,7 +111,7 @@ void us_udp_input(struct us_stack *st, const struct us_parsed *p)
 	memcpy(s->q.bytes + r->off % s->q.cap, p->udp.data, p->udp.data_len);
 	st->stats->rx_udp++;
 	if (s->q.tail - s->q.head == 1 || !s->in_ready)
-		us_sock_mark_ready(s);
+		us_sock_notify(s);
 }
 
 /* ---- sockets ---- */
@@ -123,6 +128,7 @@ struct us_sock *us_udp_socket(struct us_stack *st, int family, int *err)
 		return NULL;
 	}
 	s->st = st;
+	s->ops = &udp_ops;
 	s->type = US_SOCK_UDP;
 	s->family = family;
 	s->local.addr.family = family;
@@ -189,7 +195,7 @@ int us_udp_bind(struct us_sock *s, const struct us_endpoint *local)
 	return r;
 }
 
-void us_udp_close_locked(struct us_sock *s)
+static void udp_close(struct us_sock *s)
 {
 	struct us_stack *st = s->st;
 	if (s->bound) {
@@ -218,7 +224,7 @@ void us_udp_close_locked(struct us_sock *s)
 	us_sock_release(s);
 }
 
-int us_udp_set_rcvbuf_locked(struct us_sock *s, uint32_t bytes)
+static int udp_set_rcvbuf(struct us_sock *s, uint32_t bytes)
 {
 	if (bytes < 2048)
 		bytes = 2048;
@@ -228,7 +234,7 @@ int us_udp_set_rcvbuf_locked(struct us_sock *s, uint32_t bytes)
 		s->q.limit = bytes;
 		return 0;
 	}
-	if (!us_rxq_empty(&s->q))
+	if (!rxq_empty(&s->q))
 		return -EBUSY;
 	uint8_t *b = malloc(bytes);
 	if (!b)
@@ -240,25 +246,47 @@ int us_udp_set_rcvbuf_locked(struct us_sock *s, uint32_t bytes)
 	return 0;
 }
 
-int us_udp_fileno_locked(struct us_sock *s)
+static int udp_fileno(struct us_sock *s)
 {
 	if (s->efd < 0) {
 		s->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 		if (s->efd < 0)
 			return -errno;
-		if (!us_rxq_empty(&s->q) || s->error)
-			us_sock_mark_ready(s);
+		if (!rxq_empty(&s->q) || s->error)
+			us_sock_notify(s);
 	}
 	return s->efd;
 }
 
-int us_udp_error_locked(struct us_sock *s)
+static int udp_take_error(struct us_sock *s)
 {
 	int e = s->error;
 	s->error = 0;
 	clear_readable(s);
 	return e;
 }
+
+static uint32_t udp_events(struct us_sock *s)
+{
+	uint32_t e = US_EV_OUT;
+	if (!rxq_empty(&s->q))
+		e |= US_EV_IN;
+	if (s->error)
+		e |= US_EV_ERR;
+	return e;
+}
+
+/* Always writable: asking for US_EV_OUT is an event at once. */
+static void udp_set_events(struct us_sock *s, uint32_t events)
+{
+	if (events & US_EV_OUT)
+		us_sock_notify(s);
+}
+
+static const struct us_sock_ops udp_ops = {
+	.events = udp_events, .set_events = udp_set_events, .fileno = udp_fileno,
+	.take_error = udp_take_error, .set_rcvbuf = udp_set_rcvbuf, .close = udp_close,
+};
 
 /* ---- send ---- */
 static int send_locked(struct us_sock *s, const void *buf, size_t len, const struct us_endpoint *to,
@@ -301,7 +329,7 @@ static int send_locked(struct us_sock *s, const void *buf, size_t len, const str
 	us_udp_emit(udp, s->family, src->a, to->addr.a, s->local.port, to->port, (uint16_t)len);
 	us_ip_output(st, &f, src, &to->addr, US_IPPROTO_UDP, US_UDP_HLEN + len);
 	if (!(flags & US_MSG_MORE))
-		us_stack_flush_locked(st);
+		us_dev_flush(st);
 	return (int)len;
 }
 
@@ -349,7 +377,7 @@ int us_udp_recvfrom(struct us_sock *s, void *buf, size_t len, struct us_endpoint
 		timeout_ms = 0;
 	pthread_mutex_lock(&st->lock);
 	for (;;) {
-		if (!us_rxq_empty(&s->q)) {
+		if (!rxq_empty(&s->q)) {
 			uint32_t full;
 			r = (int)take(s, buf, len > UINT32_MAX ? UINT32_MAX : (uint32_t)len, from, NULL, &full);
 			clear_readable(s);
@@ -379,7 +407,7 @@ int us_udp_recvmmsg(struct us_sock *s, struct us_msg *msgs, int n)
 {
 	int i = 0;
 	pthread_mutex_lock(&s->st->lock);
-	for (; i < n && !us_rxq_empty(&s->q); i++) {
+	for (; i < n && !rxq_empty(&s->q); i++) {
 		struct us_msg *m = &msgs[i];
 		m->len = take(s, m->buf, m->len, &m->remote, &m->local, &m->full_len);
 		m->flags = m->full_len > m->len ? US_MSG_TRUNC : 0;
