@@ -14,9 +14,11 @@ need_root
 #   sysctl, pgrep (tests): procps
 #   setpriv, taskset, mountpoint: util-linux; mount: mount (both in every Debian, listed to say so)
 #   python3 (and its venv/ensurepip, headers for the cffi extension): python3, python3-venv, python3-dev
+#   libpcap (capture filters: compiled by xdpstack capture, run by each stack): libpcap-dev
+#   tshark, capinfos (capture tests read the pcapng files): tshark
 PKGS=(python3-bpfcc bpftool libxdp-dev libbpf-dev libelf-dev zlib1g-dev pkg-config gcc clang libclang-rt-14-dev make
       iproute2 ethtool procps util-linux mount python3 python3-venv python3-dev linux-headers-amd64
-      curl netcat-openbsd iputils-ping wrk iperf3 nginx-light tcpdump)
+      curl netcat-openbsd iputils-ping wrk iperf3 nginx-light tcpdump libpcap-dev tshark)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -18,9 +18,9 @@ import cffi
 HERE = Path(__file__).resolve().parent
 CSRC = HERE / "csrc"
 # Order matters: a header's types before their use. Paths relative to userstack/csrc.
-HEADERS = ["base/addr.h", "base/env.h", "stack/ctl.h", "dev/netdev.h", "tcp/tcp_stats.h", "dev/xdp_stats.h",
-           "api.h", "dev/xsk.h", "base/wire.h", "dev/memdev.h", "stack/testing.h", "dev/fault.h",
-           "stack/faults.h"]
+HEADERS = ["base/addr.h", "base/env.h", "base/capring.h", "stack/ctl.h", "dev/netdev.h", "tcp/tcp_stats.h",
+           "dev/xdp_stats.h", "api.h", "dev/xsk.h", "base/wire.h", "dev/memdev.h", "stack/testing.h",
+           "dev/fault.h", "stack/faults.h"]
 
 
 def read_sources(path: Path = CSRC / "SOURCES") -> list[str]:
@@ -89,7 +89,7 @@ ffibuilder.set_source(
     # relative to the project root: setuptools refuses absolute paths
     sources=[f"userstack/csrc/{s}" for s in SOURCES],
     include_dirs=["userstack/csrc"],
-    libraries=["xdp", "bpf", "pthread"],
+    libraries=["xdp", "bpf", "pcap", "pthread"],
     extra_compile_args=CFLAGS,
 )
 

@@ -1,7 +1,8 @@
 """A stack's own counters, kept in a page the launcher shares: struct us_shared_stats
 (userstack/csrc/api.h), the stack's struct us_stats then its TCP's struct us_tcp_stats (tcp/tcp_stats.h).
 
-The launcher creates the page (a memfd, `create`) and hands it to the application (XDPSTACK_STATS);
+The launcher creates the page (a memfd, `create`; after the counters comes the capture area of
+xdpstack.capture) and hands it to the application (XDPSTACK_STATS);
 the stack maps it and counts there, its TCP included. Anyone who may open the launcher's fds (root)
 reads it live, without asking the application: `read(launcher_pid, fd)` opens
 /proc/<launcher_pid>/fd/<fd> read-only. The layout has one source, the C header, decoded through
@@ -42,9 +43,13 @@ def _ffi():
 
 
 def page_size() -> int:
-    """struct us_shared_stats rounded up to whole pages (one page today)."""
+    """struct us_shared_stats, then the capture area `xdpstack capture` uses
+    (userstack/csrc/base/capring.h), in whole pages. Pages are allocated when first written: a
+    stack that is never captured uses the counters' page alone."""
+    from userstack._lib import lib
     n = _ffi().sizeof(PAGE_STRUCT)
-    return -(-n // mmap.PAGESIZE) * mmap.PAGESIZE
+    assert n <= lib.US_CAP_OFFSET, "the counters overlap the capture area"
+    return -(-lib.US_CAP_AREA_BYTES // mmap.PAGESIZE) * mmap.PAGESIZE
 
 
 def create() -> tuple[int, int]:

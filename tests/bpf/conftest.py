@@ -10,7 +10,7 @@ import secrets
 import pytest
 from pyroute2 import IPRoute, netns
 
-from tests.bpf.harness import Harness, QueueDevice
+from tests.fixtures.bpf_harness import Harness, QueueDevice
 from tests.fixtures.testbed import PREFIX
 from xdpstack import testrun
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.bpf import reference as ref
-from tests.bpf.frames import (
+from tests.fixtures import bpf_reference as ref
+from tests.fixtures.bpf_frames import (
     A4,
     A6,
     ARP,
@@ -31,7 +31,7 @@ from tests.bpf.frames import (
     eth,
     frame,
 )
-from tests.bpf.harness import PORT, XSK, key
+from tests.fixtures.bpf_harness import PORT, XSK, key
 from xdpstack import testrun
 
 S = 7           # the stack that claims things in these tests

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.bpf import reference as ref
-from tests.bpf.frames import (
+from tests.fixtures import bpf_reference as ref
+from tests.fixtures.bpf_frames import (
     A4,
     A6,
     ARP,
@@ -29,7 +29,7 @@ from tests.bpf.frames import (
     eth,
     frame,
 )
-from tests.bpf.harness import INNER, LO_IFINDEX, OUTER, PORT, XSK, key, tc_runnable
+from tests.fixtures.bpf_harness import INNER, LO_IFINDEX, OUTER, PORT, XSK, key, tc_runnable
 
 S, OTHER = 5, 6
 Q = 64

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.bpf import reference as ref
-from tests.bpf.frames import (
+from tests.fixtures import bpf_reference as ref
+from tests.fixtures.bpf_frames import (
     IP,
     TCP,
     UDP,
@@ -28,7 +28,7 @@ from tests.bpf.frames import (
     Raw,
     eth,
 )
-from tests.bpf.harness import INNER, OUTER, PORT, XSK, key, ref_tuple, tc_runnable
+from tests.fixtures.bpf_harness import INNER, OUTER, PORT, XSK, key, ref_tuple, tc_runnable
 
 ADDR4 = ["198.18.0.1", "198.18.0.3", "198.18.0.2", "255.255.255.255", "0.0.0.0"]
 ADDR6 = ["2001:db8::1", "2001:db8::3", "::1", "2001:db8::2", "::2", "ff02::1", "::"]   # ::1: zero high half

@@ -10,7 +10,7 @@ import socket
 import pytest
 from pyroute2 import IPRoute, netns
 
-from tests.bpf.frames import IP, UDP, Ether, Raw, frame
+from tests.fixtures.bpf_frames import IP, UDP, Ether, Raw, frame
 from tests.fixtures.testbed import PREFIX
 from xdpstack import testrun
 

@@ -12,7 +12,7 @@ import pytest
 from scapy.layers.inet import IP, UDP
 from scapy.layers.l2 import Ether
 
-from tests.e2e.xdpstack_helpers import (
+from tests.fixtures.xdpstack_helpers import (
     assert_clean,
     assert_no_state,
     bpftool,
@@ -25,7 +25,7 @@ from tests.e2e.xdpstack_helpers import (
 from xdpstack import libbpf, loader, maps, registry
 from xdpstack.layout import CONST
 
-pytest_plugins = ["tests.e2e.xdpstack_fixtures"]
+pytest_plugins = ["tests.fixtures.xdpstack_fixtures"]
 pytestmark = pytest.mark.root
 
 

@@ -8,11 +8,11 @@ import json
 
 import pytest
 
-from tests.e2e.xdpstack_helpers import bpftool, in_ns, invoke, pin_dir, ping, run_exe
+from tests.fixtures.xdpstack_helpers import bpftool, in_ns, invoke, pin_dir, ping, run_exe
 from xdpstack import mapdump, maps, registry
 from xdpstack.layout import CONST
 
-pytest_plugins = ["tests.e2e.xdpstack_fixtures"]
+pytest_plugins = ["tests.fixtures.xdpstack_fixtures"]
 pytestmark = pytest.mark.root
 COUNTERS = {"stats", "stack_stats"}          # may move between two dumps: compared a few times
 

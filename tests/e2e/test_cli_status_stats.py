@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from tests.e2e.xdpstack_helpers import in_ns, invoke, run_exe
+from tests.fixtures.xdpstack_helpers import in_ns, invoke, run_exe
 from xdpstack import netlink, registry
 from xdpstack.layout import ffi
 
-pytest_plugins = ["tests.e2e.xdpstack_fixtures"]
+pytest_plugins = ["tests.fixtures.xdpstack_fixtures"]
 pytestmark = pytest.mark.root
 STATS_FIELDS = [name for name, _ in ffi.typeof("struct xs_stats").fields]
 STACK_FIELDS = [name for name, _ in ffi.typeof("struct xs_stack_stats").fields]
@@ -113,12 +113,14 @@ def test_stats_once(busy_bed):
         assert field in r.out, field
 
 
-def test_stats_watch_is_bounded_by_count(busy_bed):
+def test_stats_samples_are_bounded_by_count(busy_bed):
     tb, _, _ = busy_bed
     t0 = time.monotonic()
-    r = invoke("--netns", tb.dut.ns, "stats", tb.dut.ifname, "--watch", "--interval", "0.1", "--count", "3")
-    assert r.code == 0 and "pass_no_claim" in r.out, r
+    r = invoke("--netns", tb.dut.ns, "stats", tb.dut.ifname, "--interval", "0.1", "--count", "3")
+    assert r.code == 0 and r.out.count("pass_no_claim") == 3, r
     assert time.monotonic() - t0 < 5
+    r = invoke("--netns", tb.dut.ns, "stats", tb.dut.ifname, "--watch")   # the live view is top's
+    assert r.code != 0 and "xdpstack top" in r.err, r
     with Sender(tb):
         r = run_exe("--netns", tb.dut.ns, "stats", tb.dut.ifname, "--interval", "0.3", "--count", "3",
                     "--json")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.httpd_helpers import DEFAULT_BODY, HTTPD, Conn, KernelServer, get, wait_for
+from tests.fixtures.httpd_helpers import DEFAULT_BODY, HTTPD, Conn, KernelServer, get, wait_for
 from xdpstack import procs
 
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.httpd_helpers import DEFAULT_BODY
+from tests.fixtures.httpd_helpers import DEFAULT_BODY
 from tests.fixtures.testbed import wait_until
 from xdpstack.bench.http import body as pattern_body
 
-pytest_plugins = ["tests.e2e.xdpstack_fixtures"]
+pytest_plugins = ["tests.fixtures.xdpstack_fixtures"]
 pytestmark = pytest.mark.root
 
 REPO = Path(__file__).resolve().parents[2]
@@ -28,7 +28,7 @@ XDPSTACK = os.path.join(os.path.dirname(sys.executable), "xdpstack")
 # Runs in the peer namespace: the raw client of httpd_helpers against the dut.
 PEER_CLIENT = r"""
 import json, sys
-from tests.e2e.httpd_helpers import Conn, get
+from tests.fixtures.httpd_helpers import Conn, get
 host, port, case = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 out = {}
 with Conn((host, port), timeout=10) as c:

@@ -10,11 +10,11 @@ import textwrap
 
 import pytest
 
-from tests.e2e.xdpstack_helpers import in_ns, ping
 from tests.fixtures.testbed import wait_until
+from tests.fixtures.xdpstack_helpers import in_ns, ping
 from xdpstack import counters, netlink, procs, registry
 
-pytest_plugins = ["tests.e2e.xdpstack_fixtures"]
+pytest_plugins = ["tests.fixtures.xdpstack_fixtures"]
 pytestmark = pytest.mark.root
 
 UDP_ECHO = textwrap.dedent("""

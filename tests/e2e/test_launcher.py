@@ -17,11 +17,11 @@ import time
 
 import pytest
 
-from tests.e2e.xdpstack_helpers import in_ns
 from tests.fixtures.testbed import wait_until
+from tests.fixtures.xdpstack_helpers import in_ns
 from xdpstack import procs, registry
 
-pytest_plugins = ["tests.e2e.xdpstack_fixtures"]
+pytest_plugins = ["tests.fixtures.xdpstack_fixtures"]
 pytestmark = pytest.mark.root
 
 XDPSTACK = os.path.join(os.path.dirname(sys.executable), "xdpstack")

@@ -18,7 +18,9 @@ import threading
 
 import pytest
 
-from tests.e2e.xdpstack_helpers import (
+from tests.fixtures import testbed
+from tests.fixtures.testbed import wait_until
+from tests.fixtures.xdpstack_helpers import (
     assert_clean,
     assert_no_state,
     bpftool,
@@ -29,8 +31,6 @@ from tests.e2e.xdpstack_helpers import (
     state_dirs,
     xdp_prog_id,
 )
-from tests.fixtures import testbed
-from tests.fixtures.testbed import wait_until
 from xdpstack import libbpf, loader, nsstate, paths, registry
 
 pytestmark = pytest.mark.root

@@ -23,12 +23,12 @@ from scapy.layers.inet6 import IPv6
 from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
 
 from tests.e2e.test_launcher import app_pid, assert_nothing_left, echoes, launch, wait_running
-from tests.e2e.xdpstack_helpers import in_ns
 from tests.fixtures.testbed import wait_until
+from tests.fixtures.xdpstack_helpers import in_ns
 from xdpstack import maps, netlink, ports, registry
 from xdpstack.procs import readline
 
-pytest_plugins = ["tests.e2e.xdpstack_fixtures"]
+pytest_plugins = ["tests.fixtures.xdpstack_fixtures"]
 pytestmark = pytest.mark.root
 
 ETH_P_ALL = 0x0003

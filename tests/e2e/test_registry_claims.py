@@ -13,14 +13,14 @@ import time
 
 import pytest
 
-from tests.e2e.xdpstack_helpers import in_ns
 from tests.fixtures.testbed import wait_until
+from tests.fixtures.xdpstack_helpers import in_ns
 from xdpstack import counters, maps, registry, reservation
 from xdpstack.errors import ClaimError, PermissionDenied, PortInUse, StackError
 from xdpstack.procs import readline
 from xdpstack.registry import Stack, claims_by_port_index
 
-pytest_plugins = ["tests.e2e.xdpstack_fixtures"]
+pytest_plugins = ["tests.fixtures.xdpstack_fixtures"]
 pytestmark = pytest.mark.root
 NOBODY = 65534
 

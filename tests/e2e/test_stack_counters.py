@@ -17,12 +17,12 @@ import sys
 
 import pytest
 
-from tests.e2e import userstack_tcp_helpers as H
-from tests.e2e.userstack_tcp_helpers import REPO
+from tests.fixtures import userstack_tcp_helpers as H
 from tests.fixtures.testbed import wait_until
+from tests.fixtures.userstack_tcp_helpers import REPO
 from xdpstack import stackstats
 
-pytest_plugins = ["tests.e2e.xdpstack_fixtures"]
+pytest_plugins = ["tests.fixtures.xdpstack_fixtures"]
 pytestmark = pytest.mark.root
 
 XDPSTACK = os.path.join(os.path.dirname(sys.executable), "xdpstack")

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from tests.e2e import userstack_tcp_helpers as H
+from tests.fixtures import userstack_tcp_helpers as H
 from tests.fixtures.testbed import wait_until
 from tests.fixtures.userstack_xdp import in_netns
 

@@ -13,7 +13,7 @@ the same transfers both ways at once through the C echo.
 Both directions at once on one connection, through the C echo, run in the default suite at 5%
 loss; every loss rate and several seeds as a soak. (Those once stalled: the receive window, rounded
 up to its scale, promised more than the ring held, and pure ACKs at the right edge were refused;
-tests/unit/test_tcp_window_edge.py pins both down.)"""
+tests/tcp/test_tcp_window_edge.py pins both down.)"""
 from __future__ import annotations
 
 import hashlib
@@ -25,7 +25,7 @@ import time
 
 import pytest
 
-from tests.e2e import userstack_tcp_helpers as H
+from tests.fixtures import userstack_tcp_helpers as H
 
 pytestmark = pytest.mark.root
 MB = 1_000_000

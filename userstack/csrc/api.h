@@ -22,7 +22,7 @@
  * kernel socket would give). Every call takes the stack's mutex, so several threads may share a
  * stack; us_wait/us_poll release it while they sleep. Sockets are never blocking unless a
  * timeout is passed. Ports are host order; addresses are struct us_addr (base/addr.h).
- * Link with the userstack sources (userstack/csrc), -lxdp -lbpf -lpthread.
+ * Link with the userstack sources (userstack/csrc), -lxdp -lbpf -lpcap -lpthread.
  */
 #pragma once
 #include <stddef.h>

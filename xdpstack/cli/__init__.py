@@ -5,10 +5,14 @@
     xdpstack [--netns NAME] status [IFACE] [--json]
     xdpstack [--netns NAME] maps list [IFACE] [--json]
     xdpstack [--netns NAME] maps dump IFACE MAP [--json]
-    xdpstack [--netns NAME] stats IFACE [--watch] [--interval S] [--count N] [--json]
+    xdpstack [--netns NAME] stats IFACE [--interval S] [--count N] [--json]
+    xdpstack [--netns NAME] top [IFACE] [--interval S] [--once] [--count N]
+    xdpstack [--netns NAME] metrics [IFACE]... [--listen ADDR:PORT] [--once] [--textfile PATH]
     xdpstack [--netns NAME] run IFACE [--udp PORT]... [--tcp PORT]... [--addr ADDR] [--user USER]
                                      [--queues N] [--cc ALGO] [--faults SPEC] -- CMD [ARGS]...
     xdpstack [--netns NAME] stacks [IFACE] [--json]
+    xdpstack [--netns NAME] capture IFACE [--stack NAME]... [-w FILE|-] [-c COUNT] [-s SNAPLEN]
+                                         [--dir in|out|both] [EXPRESSION]
     xdpstack bench demux [--json] [--repeat N]
     xdpstack demo [--seconds S] [--rate N]
 """
@@ -17,7 +21,7 @@ from __future__ import annotations
 import click
 
 from xdpstack import __version__
-from xdpstack.cli import attach, bench, demo, maps, run, stats, status
+from xdpstack.cli import attach, bench, capture, demo, maps, metrics, run, stats, status, top
 from xdpstack.cli._app import App, abort
 
 __all__ = ["cli", "main", "abort"]
@@ -41,6 +45,9 @@ cli.add_command(maps.maps)
 cli.add_command(stats.stats)
 cli.add_command(run.run)
 cli.add_command(run.stacks)
+cli.add_command(top.top)
+cli.add_command(metrics.metrics)
+cli.add_command(capture.capture)
 cli.add_command(bench.bench)
 cli.add_command(demo.demo)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from xdpstack import counters, launcher, loader, registry, stackstats
+from xdpstack import collector, launcher, loader, stackstats
 from xdpstack.cli._app import command, emit_json
 
 FAULT_HELP = ("Inject faults between the NIC and the stack, e.g. 'seed=1 drop=0.05 duplicate=0.01 "
@@ -50,29 +50,6 @@ def run(ifname, udp, tcp, addr, user, queues, name, cc, faults, grace, cmd):
     raise SystemExit(launcher.run(spec))
 
 
-def stacks_of(ifname: str) -> list[dict]:
-    recs = registry.list_stacks(ifname)
-    claims = registry.list_claims(ifname)
-    snap = counters.snapshot(ifname)
-    live = {(s["ifname"], s["stack"]): s for s in launcher.read_status(ifname)}
-    out = []
-    for r in recs:
-        st = live.get((ifname, r.id), {})
-        # the stack's own counters ({"stack": us_stats, "tcp": us_tcp_stats}), live from its
-        # launcher's shared page
-        own = stackstats.read(st["launcher_pid"], st["stats_fd"]) if "stats_fd" in st else None
-        out.append({
-            "ifname": ifname, "id": r.id, "name": r.name, "launcher_pid": r.pid, "pid": st.get("pid"),
-            "user": r.user, "uid": r.uid, "cmd": st.get("cmd"), "queues": r.xsk_slots,
-            "port_ifindex": r.port_ifindex,
-            "tuples": [str(c) for c in claims if c.stack == r.id],
-            "counters": snap.stacks.get(r.id, {}),
-            "xdp_statistics": st.get("xdp_statistics", []),
-            "stack_counters": own,
-        })
-    return out
-
-
 @click.command()
 @click.argument("ifname", metavar="[IFACE]", required=False)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -82,7 +59,7 @@ def stacks(ifname, as_json):
     counters, each stack's own drops of received frames by reason, and its TCP's connections and
     unanswered segments by reason when it has TCP activity (--json: all its counters)."""
     names = [ifname] if ifname else loader.attached_interfaces()
-    rows = [s for n in names for s in stacks_of(n)]
+    rows = [s.row() for n in names for s in collector.stacks_of(n)]
     if as_json:
         emit_json(rows)
         return

@@ -1,4 +1,5 @@
-"""xdpstack stats: counters and rates of an attached interface, once or as a live table."""
+"""xdpstack stats: counters and rates of an attached interface, as a table or JSON (the live view
+is `xdpstack top`)."""
 from __future__ import annotations
 
 import json
@@ -6,75 +7,58 @@ import time
 
 import click
 from rich.console import Console
-from rich.live import Live
 from rich.table import Table
 
-from xdpstack import counters, loader
+from xdpstack import collector, loader
 from xdpstack.cli._app import command, emit_json
+from xdpstack.errors import UsageError
 
 
-def _table(prev: counters.Snapshot, cur: counters.Snapshot) -> Table:
-    r = counters.rates(prev, cur)
+def _table(prev: collector.Iface, cur: collector.Iface) -> Table:
+    r = cur.rates(prev)
     t = Table(title=f"xdpstack {cur.ifname}", title_justify="left")
     t.add_column("counter")
     t.add_column("total", justify="right")
     t.add_column("per second", justify="right")
     for k, v in cur.totals.items():
-        t.add_row(k, f"{v:,}", f"{r[k]:,.1f}")
-    srates = counters.stack_rates(prev, cur)
-    for sid, vals in cur.stacks.items():
-        rec = cur.records.get(sid)
+        t.add_row(k, f"{v:,}", f"{r['totals'][k]:,.1f}")
+    for s in cur.stacks:
         t.add_section()
-        for k, v in vals.items():
-            t.add_row(f"stack {sid} {rec.name if rec else ''} {k}", f"{v:,}", f"{srates[sid][k]:,.1f}")
+        for k, v in s.demux.items():
+            t.add_row(f"stack {s.id} {s.name} {k}", f"{v:,}", f"{r['stacks'][s.name]['demux'][k]:,.1f}")
     return t
 
 
-def _json(prev: counters.Snapshot, cur: counters.Snapshot, interval: float) -> dict:
-    srates = counters.stack_rates(prev, cur)
-    return {"ifname": cur.ifname, "interval": interval,
-            "totals": cur.totals, "rates": counters.rates(prev, cur),
-            "stacks": [{"id": sid, "name": cur.records[sid].name if sid in cur.records else None,
-                        "totals": vals, "rates": srates[sid]} for sid, vals in cur.stacks.items()]}
+def _json(prev: collector.Iface, cur: collector.Iface, interval: float) -> dict:
+    r = cur.rates(prev)
+    return {"ifname": cur.ifname, "interval": interval, "totals": cur.totals, "rates": r["totals"],
+            "stacks": [{"id": s.id, "name": s.name, "totals": s.demux, "rates": r["stacks"][s.name]["demux"]}
+                       for s in cur.stacks]}
 
 
 @click.command()
 @click.argument("iface")
-@click.option("--watch", is_flag=True, help="Redraw a live table every interval until Ctrl-C.")
 @click.option("--interval", type=click.FloatRange(min=0.05), default=1.0, show_default=True,
               help="Seconds between the samples the rates come from.")
 @click.option("--count", type=click.IntRange(min=1), default=None,
-              help="Stop after N redraws (implies --watch).")
-@click.option("--json", "as_json", is_flag=True,
-              help="JSON: one object, or with --watch one line per sample.")
+              help="Print N samples, one per interval (JSON: one line each).")
+@click.option("--json", "as_json", is_flag=True, help="JSON: one object per sample.")
+@click.option("--watch", is_flag=True, hidden=True)
 @command()
-def stats(iface: str, watch: bool, interval: float, count: int | None, as_json: bool):
-    """Counters of IFACE (global and per stack) and their rates over --interval seconds."""
+def stats(iface: str, interval: float, count: int | None, as_json: bool, watch: bool):
+    """Counters of IFACE (global and per stack) and their rates over --interval seconds. For a
+    live view of every stack, see `xdpstack top`."""
+    if watch:
+        raise UsageError(f"the live view is `xdpstack top {iface}` now (stats prints samples: --count N)")
     loader.require_pins(iface)
-    watch = watch or count is not None
-    prev = counters.snapshot(iface)
-    if not watch:
+    prev = collector.collect_one(iface)
+    for _ in range(count or 1):
         time.sleep(interval)
-        cur = counters.snapshot(iface)
-        if as_json:
+        cur = collector.collect_one(iface)
+        if as_json and count:
+            click.echo(json.dumps(_json(prev, cur, interval)))
+        elif as_json:
             emit_json(_json(prev, cur, interval))
         else:
             Console().print(_table(prev, cur))
-        return
-    n = 0
-    if as_json:
-        while count is None or n < count:
-            time.sleep(interval)
-            cur = counters.snapshot(iface)
-            click.echo(json.dumps(_json(prev, cur, interval)))
-            prev, n = cur, n + 1
-        return
-    try:
-        with Live(_table(prev, prev), console=Console(), auto_refresh=False) as live:
-            while count is None or n < count:
-                time.sleep(interval)
-                cur = counters.snapshot(iface)
-                live.update(_table(prev, cur), refresh=True)
-                prev, n = cur, n + 1
-    except KeyboardInterrupt:
-        pass
+        prev = cur

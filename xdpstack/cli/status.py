@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from xdpstack import counters, loader, nsstate, registry
+from xdpstack import collector, loader, nsstate, registry
 from xdpstack.cli._app import command, emit_json
 from xdpstack.errors import XdpstackError
 
@@ -12,10 +12,11 @@ def describe(ifname: str) -> dict:
     """Everything status shows about one interface (raises when it is not attached by xdpstack)."""
     a = loader.status(ifname)
     ns = nsstate.describe()
+    snap = collector.collect_one(ifname)
     stacks = registry.list_stacks(ifname)
     by_id = {s.id: s for s in stacks}
     claims = registry.list_claims(ifname)
-    snap = counters.snapshot(ifname)
+    demux = {s.id: s.demux for s in snap.stacks}
     return {
         "ifname": a.ifname, "ifindex": a.ifindex, "attached": True, "mode": a.mode,
         "prog": {"id": a.prog_id, "tag": a.prog_tag, "name": a.prog_name},
@@ -23,7 +24,7 @@ def describe(ifname: str) -> dict:
         "stacks": [{"id": s.id, "name": s.name, "pid": s.pid, "uid": s.uid, "user": s.user,
                     "xsk_first_slot": s.xsk_first_slot, "xsk_slots": s.xsk_slots,
                     "port_ifindex": s.port_ifindex, "target": s.target,
-                    "counters": snap.stacks.get(s.id, {})} for s in stacks],
+                    "counters": demux.get(s.id, {})} for s in stacks],
         "claims": [{"proto": c.proto, "family": c.family, "addr": c.addr, "port": c.port,
                     "wildcard": c.wildcard, "stack": c.stack, "owner": _owner(by_id.get(c.stack)),
                     "target": c.target} for c in claims],

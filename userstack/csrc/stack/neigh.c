@@ -3,6 +3,7 @@
  * us_neigh_set. While a destination is unresolved, up to US_NEIGH_QLEN frames wait (the newest
  * replace the oldest, like the kernel's arp_queue); failure or timeout drops them, counted. */
 #include <string.h>
+#include "capture.h"
 #include "ctl_io.h"
 #include "neigh.h"
 
@@ -54,6 +55,7 @@ static void send_frame(struct us_stack *st, struct us_neigh *e, struct us_frame 
 	memcpy(f->data, e->mac, 6);
 	st->stats->tx_frames++;
 	st->stats->tx_bytes += f->len;
+	us_cap(st, f->data, f->len, US_CAP_OUT);
 	st->dev->ops->tx_submit(st->dev, f);
 }
 

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/epoll.h>
+#include "capture.h"
 #include "ctl_io.h"
 #include "eph.h"
 #include "ip.h"
@@ -49,6 +50,7 @@ static void rx_frame(struct us_stack *st, const struct us_frame *f)
 	struct us_stats *c = st->stats;    /* loaded once (the build has no strict aliasing) */
 	c->rx_frames++;
 	c->rx_bytes += f->len;
+	us_cap(st, f->data, f->len, US_CAP_IN);
 	int r = us_frame_parse(f->data, f->len, st->parse_flags, &p);
 	if (r) {
 		switch (r) {
@@ -90,6 +92,7 @@ static int poll_in(struct us_stack *st)
 		st->ctl_polled = st->now;
 		ctl_input(st);
 	}
+	us_cap_poll(st);                   /* a capture started or ended: one shared load */
 	for (int q = 0; q < dev->nqueues; q++) {
 		for (int b = 0; b < US_RX_BUDGET; b++) {
 			int n = dev->ops->rx_burst(dev, q, f, US_RX_BATCH);

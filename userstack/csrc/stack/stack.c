@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
+#include "capture.h"
 #include "eph.h"
 #include "ip.h"
 #include "neigh.h"
@@ -48,11 +49,13 @@ static int stats_map(struct us_stack *st, const struct us_desc *d)
 	if (p == MAP_FAILED)
 		return -errno;
 	stats_point(st, p);
+	us_cap_attach(st, p, d->stats_size);   /* a page with room for it: xdpstack capture works */
 	return 0;
 }
 
 static void stats_unmap(struct us_stack *st)
 {
+	us_cap_detach(st);
 	if (st->stats != &st->own_stats.stack)
 		munmap(st->stats, st->desc.stats_size);     /* stack is the page's first member */
 	stats_point(st, &st->own_stats);

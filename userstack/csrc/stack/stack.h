@@ -13,6 +13,7 @@
  *   ip.c        IP + Ethernet output, local addresses and claimed tuples, the device flush
  *   neigh.c     dst -> MAC cache fed by the launcher, with a bounded queue per unresolved dst
  *   ctl.c       the control channel (ctl.h), transport only: send, read the waiting messages
+ *   capture.c   frames in and out copied for `xdpstack capture` (../base/capring.h)
  *   opts.c      option text (XDPSTACK_CC, XDPSTACK_TCP, XDPSTACK_FAULTS) parsed into structs
  *   faults.c, testing.c  the fault middleware and the in-memory device under a stack
  *
@@ -32,6 +33,7 @@
 #include "../base/wire.h"
 #include "faults.h"
 #include "opts.h"
+#include "../base/capring.h"
 #include "../base/clock.h"
 #include "../tcp/tcp.h"
 
@@ -159,6 +161,8 @@ struct us_stack {
 	uint64_t ctl_polled;       /* busy poll: when the control channel was last read */
 	struct us_sock *wblocked;  /* sockets waiting to become writable */
 	struct us_eph *eph;        /* ephemeral ports: ready pools and claims in flight (eph.c) */
+	struct us_cap *cap;        /* the capture area of the shared page (capture.c), or NULL */
+	uint8_t cap_dirs;          /* US_CAP_IN | US_CAP_OUT while captured: the fast path's test */
 	/* an active open's port is claimed (or failed, err < 0): installed by tcp_glue.c */
 	void (*eph_ready)(struct us_sock *waiter, const struct us_endpoint *local, int err);
 	struct us_endpoint tcp_pick;   /* the port tcp_connect's bind_ephemeral takes (tcp_glue.c) */

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from tests.unit.userstack_pair import A4, A6, Pair
+from tests.fixtures.userstack_pair import A4, A6, Pair
 from userstack import aio
 
 

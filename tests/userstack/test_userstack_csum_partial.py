@@ -16,7 +16,17 @@ from hypothesis import strategies as st
 from scapy.layers.inet import IP, TCP, UDP, Ether
 from scapy.layers.inet6 import IPv6
 
-from tests.unit.userstack_helpers import ADDR4, ADDR6, MAC, PEER4, PEER6, PEER_MAC, Guarded, inject, make_desc
+from tests.fixtures.userstack_helpers import (
+    ADDR4,
+    ADDR6,
+    MAC,
+    PEER4,
+    PEER6,
+    PEER_MAC,
+    Guarded,
+    inject,
+    make_desc,
+)
 from userstack._lib import ffi, lib
 from userstack.stack import Stack
 

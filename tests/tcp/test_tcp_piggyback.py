@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.tcp_harness import Seg, Stack, passive_open
+from tests.fixtures.tcp_harness import Seg, Stack, passive_open
 
 DELACK = 40_000
 MSS = 1448     # 1460 - timestamps

@@ -1,11 +1,11 @@
-"""Two TCP stacks over a simulated link (tests/unit/tcp_harness/netsim.c, after smoltcp's
+"""Two TCP stacks over a simulated link (tests/fixtures/tcp_harness/netsim.c, after smoltcp's
 netsim): bulk transfers with seeded loss, duplication, reordering and corruption must arrive
 byte-exact, within a bounded simulated time (no stall), with every invariant holding throughout."""
 from __future__ import annotations
 
 import pytest
 
-from tests.unit.tcp_harness import netsim
+from tests.fixtures.tcp_harness import netsim
 
 MB = 1 << 20
 NOISE = dict(dup=0.01, reorder=0.02, corrupt=0.005)
@@ -150,7 +150,7 @@ def test_soak_large_transfers(loss):
 def test_single_stack_segment_cost(direction):
     """One stack, the peer played by prepared segments: the TCP's own cost per full segment
     (input or output, the payload copied into or out of the ring), batches of 32."""
-    from tests.unit.tcp_harness import load
+    from tests.fixtures.tcp_harness import load
 
     ns = load().lib.th_bench(direction == "tx", 200_000, 32)
     print(f"\n{direction}: {ns:.0f} ns per 1460-byte segment = {1e3 / ns:.2f} M segments/s on one core")

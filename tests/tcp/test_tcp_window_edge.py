@@ -9,7 +9,7 @@ acceptable, as Linux takes it: its ACK field is processed.
 """
 from __future__ import annotations
 
-from tests.unit.tcp_harness import M32, Stack, passive_open
+from tests.fixtures.tcp_harness import M32, Stack, passive_open
 
 
 def data(n: int, start: int = 0) -> bytes:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.tcp_harness import LOCAL4, REMOTE4, RPORT, Seg, Stack, active_open
+from tests.fixtures.tcp_harness import LOCAL4, REMOTE4, RPORT, Seg, Stack, active_open
 
 EV = {"r": 0x1, "w": 0x4, "e": 0x8, "h": 0x10, "rdhup": 0x2000}
 

@@ -13,7 +13,7 @@ from scapy.layers.inet import IP, TCP, UDP, Ether
 from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop
 from scapy.layers.l2 import Dot1Q
 
-from tests.unit.userstack_helpers import MAC, PEER_MAC, Guarded, udp4, udp6
+from tests.fixtures.userstack_helpers import MAC, PEER_MAC, Guarded, udp4, udp6
 from userstack._lib import ffi, lib
 
 OK, TRUNC, MALF, CSUM, FRAG, UNSUP = (lib.US_WIRE_OK, lib.US_WIRE_TRUNCATED, lib.US_WIRE_MALFORMED,

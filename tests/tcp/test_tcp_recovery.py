@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.tcp_harness import M32, Stack, passive_open
+from tests.fixtures.tcp_harness import M32, Stack, passive_open
 
 MSS = 1448
 

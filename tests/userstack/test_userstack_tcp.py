@@ -1,5 +1,5 @@
 """The stack's TCP as applications see it, between two stacks joined by an in-memory wire
-(tests/unit/userstack_pair.py): the C API (api.h) and the Python TcpSocket (kernel-socket
+(tests/fixtures/userstack_pair.py): the C API (api.h) and the Python TcpSocket (kernel-socket
 semantics and exceptions), readiness through fileno() for selectors, ephemeral ports through the
 control channel, per-stack options, faults. No root, no network."""
 from __future__ import annotations
@@ -16,7 +16,7 @@ import time
 import pytest
 
 from tests.fixtures.testbed import wait_until
-from tests.unit.userstack_pair import A4, A6, B4, Pair
+from tests.fixtures.userstack_pair import A4, A6, B4, Pair
 from userstack._lib import ffi, lib
 
 V4, V6 = socket.AF_INET, socket.AF_INET6
@@ -136,7 +136,7 @@ def test_claim_refused_and_no_launcher():
             c.connect((A4, 7000))
         assert e.value.errno == errno.EADDRINUSE
         assert p.b.tcp_stats()["port_claim_failures"] >= 1
-    from tests.unit.userstack_helpers import mem_stack
+    from tests.fixtures.userstack_helpers import mem_stack
     st = mem_stack(tuples=(("tcp", "0.0.0.0", 7000),))   # no control channel at all
     try:
         c = st.tcp_socket()

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from tests.unit.tcp_harness import load
+from tests.fixtures.tcp_harness import load
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import os
 import pytest
 from scapy.layers.inet import IP, TCP, Ether
 
-from tests.unit.userstack_helpers import ADDR4, MAC, PEER4, PEER_MAC, capture, inject, make_desc, udp4
+from tests.fixtures.userstack_helpers import ADDR4, MAC, PEER4, PEER_MAC, capture, inject, make_desc, udp4
 from userstack._lib import ffi, lib
 from userstack.stack import Stack
 from xdpstack import stackstats
@@ -32,9 +32,10 @@ def open_on(page_fd: int, size: int, tuples=None) -> Stack:
     return Stack(h, driver=False)
 
 
-def test_the_page_is_one_zeroed_page_holding_the_struct(page):
+def test_the_page_is_zeroed_and_holds_the_counters_then_the_capture_area(page):
     fd, size = page
-    assert size == os.sysconf("SC_PAGE_SIZE") >= ffi.sizeof("struct us_shared_stats")
+    assert ffi.sizeof("struct us_shared_stats") <= lib.US_CAP_OFFSET
+    assert size == lib.US_CAP_AREA_BYTES and size % os.sysconf("SC_PAGE_SIZE") == 0
     parts = ffi.sizeof("struct us_stats") + ffi.sizeof("struct us_tcp_stats")
     assert ffi.sizeof("struct us_shared_stats") == parts
     assert os.fstat(fd).st_size == size
@@ -78,14 +79,14 @@ def test_nothing_dropped_reads_none():
 
 
 def test_a_page_smaller_than_the_counters_fails_the_open(page):
-    fd, _ = page
+    fd, size = page
     d = make_desc()
     d.stats_fd, d.stats_size = fd, 8
     err = ffi.new("int *")
     assert lib.us_test_stack_open(d, 256, err) == ffi.NULL and err[0] == -errno.EINVAL
     d.stats_size = ffi.sizeof("struct us_stats")        # the stack's part without the TCP's
     assert lib.us_test_stack_open(d, 256, err) == ffi.NULL and err[0] == -errno.EINVAL
-    d.stats_size = 2 * os.sysconf("SC_PAGE_SIZE")        # larger than the memfd: would SIGBUS
+    d.stats_size = size + os.sysconf("SC_PAGE_SIZE")     # larger than the memfd: would SIGBUS
     assert lib.us_test_stack_open(d, 256, err) == ffi.NULL and err[0] == -errno.EINVAL
 
 

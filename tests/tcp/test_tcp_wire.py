@@ -7,7 +7,7 @@ import struct
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.unit.tcp_harness import Seg, Stack, passive_open
+from tests.fixtures.tcp_harness import Seg, Stack, passive_open
 
 
 def test_short_and_bad_offset_segments_are_dropped():

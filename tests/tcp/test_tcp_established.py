@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.tcp_harness import M32, Stack, active_open, passive_open
+from tests.fixtures.tcp_harness import M32, Stack, active_open, passive_open
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.tcp_harness import Seg, Stack, active_open, passive_open
+from tests.fixtures.tcp_harness import Seg, Stack, active_open, passive_open
 
 EV_R, EV_W, EV_E, EV_HUP, EV_RDHUP = 0x1, 0x4, 0x8, 0x10, 0x2000
 TW = 1_000_000

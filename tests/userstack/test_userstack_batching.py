@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.unit.userstack_pair import A4, Pair
+from tests.fixtures.userstack_pair import A4, Pair
 from userstack._lib import ffi, lib
 
 PORT = 7000

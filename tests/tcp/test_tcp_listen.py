@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.unit.tcp_harness import (
+from tests.fixtures.tcp_harness import (
     LOCAL4,
     LOCAL6,
     LPORT,

@@ -13,7 +13,7 @@ import pytest
 from scapy.layers.inet import IP, UDP, Ether
 from scapy.layers.inet6 import IPv6
 
-from tests.unit.userstack_helpers import (
+from tests.fixtures.userstack_helpers import (
     ADDR4,
     ADDR6,
     MAC,

@@ -2,7 +2,7 @@
 endpoints, readiness, statistics)."""
 from __future__ import annotations
 
-from tests.unit.tcp_harness import (
+from tests.fixtures.tcp_harness import (
     LOCAL4,
     LOCAL6,
     REMOTE4,
