@@ -22,7 +22,7 @@ import struct
 import time
 from dataclasses import dataclass
 
-from xdpstack import launcher, pcapfilter
+from xdpstack import launcher, pcapfilter, registry
 from xdpstack.errors import XdpstackError
 
 REC = struct.Struct("<IIQB7x")          # struct us_cap_rec
@@ -298,6 +298,7 @@ def run(areas: list[Area], out, expression: str, snaplen: int, dirs: int, count:
                 break
         return got
 
+    check_at = time.monotonic() + 1.0
     try:
         while not should_stop():
             left = 4096 if count is None else min(4096, count - sum(written))
@@ -307,6 +308,10 @@ def run(areas: list[Area], out, expression: str, snaplen: int, dirs: int, count:
                 out.flush()
             else:
                 time.sleep(idle)
+            if time.monotonic() >= check_at:     # once a second: are the stacks still there?
+                check_at = time.monotonic() + 1.0
+                if not any(registry.pid_alive(a.target.launcher_pid) for a in areas):
+                    break                        # every stack ended: so does the capture
     finally:
         for a in areas:
             a.stop()

@@ -1,6 +1,7 @@
 """xdpstack capture: the frames of user-level stacks, both ways, as pcapng or tcpdump-like lines."""
 from __future__ import annotations
 
+import os
 import signal
 import sys
 
@@ -58,6 +59,7 @@ def capture(iface, expression, stacks, write, count, snaplen, direction):
             counts = cap.run(areas, out, expr, snaplen, cap.DIRS[direction], count, lambda: bool(stopping))
         except BrokenPipeError:                       # the reader (tshark, head) went away
             counts = [a.counts() for a in areas]
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no error at exit
         if stream is not None and stream is not sys.stdout.buffer:
             stream.close()
     finally:
@@ -68,3 +70,7 @@ def capture(iface, expression, stacks, write, count, snaplen, direction):
     dropped = sum(c["dropped"] for c in counts)
     click.echo(f"{captured} packets captured\n{matched} packets received by filter\n"
                f"{dropped} packets dropped by stack", err=True)
+    if len(areas) > 1:
+        for a, c in zip(areas, counts, strict=True):
+            click.echo(f"  {a.target.name}: {c['captured']} captured, {c['matched']} received by filter, "
+                       f"{c['dropped']} dropped", err=True)
