@@ -1,6 +1,6 @@
 /* xsk.c: AF_XDP sockets: creation with libxdp (launcher side) and the ring device (stack side).
- * See xsk.h, and /work/shared/XDP-NOTES.md for the measured behaviour this code relies on:
- * copy-mode TX needs a kick per 32 frames and EAGAIN means "kick again". */
+ * See xsk.h. Behaviour measured on kernel 6.18 that this code relies on: copy-mode TX needs a
+ * kick per 32 frames, and EAGAIN from the kick means "kick again". */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <stdlib.h>
