@@ -22,7 +22,7 @@ import struct
 import time
 from dataclasses import dataclass
 
-from xdpstack import launcher, pcapfilter, registry
+from xdpstack import launcher, registry
 from xdpstack.errors import XdpstackError
 
 REC = struct.Struct("<IIQB7x")          # struct us_cap_rec
@@ -277,12 +277,12 @@ def describe(f: bytes, wirelen: int) -> str:
     return f"{fam} {src} > {dst}: ip-proto-{proto}, length {l4len}"
 
 
-def run(areas: list[Area], out, expression: str, snaplen: int, dirs: int, count: int | None,
-        should_stop, idle: float = 0.002) -> list[dict[str, int]]:
+def run(areas: list[Area], out, insns: list[tuple[int, int, int, int]], snaplen: int, dirs: int,
+        count: int | None, should_stop, idle: float = 0.002) -> list[dict[str, int]]:
     """Capture from every area into out until count frames were written or should_stop().
-    Returns per area: captured (written to out), matched (passed its filter in the stack) and
-    dropped (passed it, but the ring was full: the capture fell behind)."""
-    insns = pcapfilter.compile_filter(expression, snaplen)
+    insns: the filter (pcapfilter.compile_filter). Returns per area: captured (written to out),
+    matched (passed its filter in the stack) and dropped (passed it, but the ring was full: the
+    capture fell behind)."""
     for a in areas:
         a.start(insns, snaplen, dirs)
     written = [0] * len(areas)

@@ -27,10 +27,6 @@ TCP_GAUGES = {"conns": ("connections", "TCP connections now, TIME_WAIT included"
 DROP_KEYS = {k: k.removeprefix("rx_") for k, _ in stackstats.DROP_REASONS}
 
 
-def _counter_name(prefix: str, field: str) -> str:
-    return f"{prefix}_{field}"
-
-
 class Collector:
     """Read at every scrape: one collection of the interfaces (None: every attached one)."""
 
@@ -73,7 +69,7 @@ class Collector:
             ["interface", "stack", "user"]).add_metric([s.ifname, s.name, s.user], 1)
         for k, v in s.demux.items():
             doc = f"The demux's and port guard's {k} of the stack (struct xs_stack_stats)"
-            fam(CounterMetricFamily, _counter_name("xdpstack_stack_port", k), doc, names).add_metric(lab, v)
+            fam(CounterMetricFamily, f"xdpstack_stack_port_{k}", doc, names).add_metric(lab, v)
         if s.own:
             drops = fam(CounterMetricFamily, "xdpstack_stack_rx_dropped_frames",
                         "Received frames the stack dropped, by reason", names + ["reason"])
@@ -81,20 +77,20 @@ class Collector:
                 if k in DROP_KEYS:
                     drops.add_metric(lab + [DROP_KEYS[k]], v)
                 else:
-                    fam(CounterMetricFamily, _counter_name("xdpstack_stack", k),
+                    fam(CounterMetricFamily, f"xdpstack_stack_{k}",
                         f"The stack's {k} (struct us_stats)", names).add_metric(lab, v)
             for k, v in s.own["tcp"].items():
                 if k in TCP_GAUGES:
                     name, doc = TCP_GAUGES[k]
                     fam(GaugeMetricFamily, f"xdpstack_tcp_{name}", doc, names).add_metric(lab, v)
                 else:
-                    fam(CounterMetricFamily, _counter_name("xdpstack_tcp", k),
+                    fam(CounterMetricFamily, f"xdpstack_tcp_{k}",
                         f"The stack's TCP {k} (struct us_tcp_stats)", names).add_metric(lab, v)
         for q in s.xsk:
             ql = lab + [str(q.get("queue_id", 0))]
             for k, v in q.items():
                 if k != "queue_id" and isinstance(v, int):
-                    fam(CounterMetricFamily, _counter_name("xdpstack_xsk", k),
+                    fam(CounterMetricFamily, f"xdpstack_xsk_{k}",
                         f"AF_XDP socket {k} (XDP_STATISTICS)", names + ["queue"]).add_metric(ql, v)
 
 

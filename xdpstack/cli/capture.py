@@ -9,7 +9,7 @@ import click
 
 from xdpstack import capture as cap
 from xdpstack.cli._app import command
-from xdpstack.pcapfilter import FilterError
+from xdpstack.pcapfilter import FilterError, compile_filter
 
 
 @click.command()
@@ -33,7 +33,7 @@ def capture(iface, expression, stacks, write, count, snaplen, direction):
     expr = " ".join(expression)
     snaplen = snaplen or 262144
     try:
-        cap.pcapfilter.compile_filter(expr, snaplen)          # a bad filter fails before anything
+        insns = compile_filter(expr, snaplen)                 # a bad filter fails before anything
     except FilterError as e:
         raise cap.CaptureError(f"{e}") from None
     areas = []
@@ -56,7 +56,7 @@ def capture(iface, expression, stacks, write, count, snaplen, direction):
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stopping.append(1))
         try:
-            counts = cap.run(areas, out, expr, snaplen, cap.DIRS[direction], count, lambda: bool(stopping))
+            counts = cap.run(areas, out, insns, snaplen, cap.DIRS[direction], count, lambda: bool(stopping))
         except BrokenPipeError:                       # the reader (tshark, head) went away
             counts = [a.counts() for a in areas]
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())   # no error at exit

@@ -163,14 +163,8 @@ int us_sock_local(struct us_sock *s, struct us_endpoint *out)
 	pthread_mutex_lock(&s->st->lock);
 	int r = s->bound ? 0 : -EINVAL;
 	*out = s->local;
-	if (s->type == US_SOCK_TCP && s->tcp) {
-		struct us_endpoint l;
-		tcp_sock_local(s->tcp, &l);
-		if (l.port) {                  /* connected: the port the connection uses */
-			*out = l;
-			r = 0;
-		}
-	}
+	if (s->ops->local && s->ops->local(s, out) == 0)
+		r = 0;
 	pthread_mutex_unlock(&s->st->lock);
 	return r;
 }

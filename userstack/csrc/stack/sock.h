@@ -10,6 +10,8 @@ struct us_sock_ops {
 	int (*fileno)(struct us_sock *s);
 	int (*take_error)(struct us_sock *s);            /* the pending -errno, cleared, or 0 */
 	int (*set_rcvbuf)(struct us_sock *s, uint32_t bytes);
+	/* The local endpoint in use when it is not s->local (a connection's port), or NULL. */
+	int (*local)(struct us_sock *s, struct us_endpoint *out);
 	void (*close)(struct us_sock *s);                /* s is gone after it */
 };
 

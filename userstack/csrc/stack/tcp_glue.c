@@ -306,8 +306,21 @@ static int tcp_set_rcvbuf(struct us_sock *s, uint32_t bytes)
 	return tcp_setopt(s->tcp, TCP_OPT_RCVBUF, bytes > INT32_MAX ? INT32_MAX : (int)bytes);
 }
 
+/* Connected: the port the connection uses (an ephemeral one is not in s->local). */
+static int tcp_local(struct us_sock *s, struct us_endpoint *out)
+{
+	struct us_endpoint l;
+	if (!s->tcp)
+		return -ENOTCONN;
+	tcp_sock_local(s->tcp, &l);
+	if (!l.port)
+		return -ENOTCONN;
+	*out = l;
+	return 0;
+}
+
 const struct us_sock_ops us_tcp_sock_ops = {
 	.events = us_tcp_events, .set_events = tcp_set_events, .want_writable = us_tcp_want_writable,
 	.fileno = us_tcp_fileno_locked, .take_error = tcp_take_error, .set_rcvbuf = tcp_set_rcvbuf,
-	.close = us_tcp_close_locked,
+	.local = tcp_local, .close = us_tcp_close_locked,
 };
