@@ -7,21 +7,19 @@ non-zero exit."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
 from tests.fixtures.testbed import wait_until
+from tests.fixtures.userstack_tcp_helpers import REPO
+from tests.fixtures.xdpstack_helpers import XDPSTACK
 
 pytest_plugins = ["tests.fixtures.xdpstack_fixtures"]
 pytestmark = pytest.mark.root
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-XDPSTACK = os.path.join(os.path.dirname(sys.executable), "xdpstack")
 PORT_A, PORT_B = 7060, 7061
 
 SENDER = r"""

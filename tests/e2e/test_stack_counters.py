@@ -20,23 +20,16 @@ import pytest
 from tests.fixtures import userstack_tcp_helpers as H
 from tests.fixtures.testbed import wait_until
 from tests.fixtures.userstack_tcp_helpers import REPO
+from tests.fixtures.xdpstack_helpers import XDPSTACK, udp_echo_app
 from xdpstack import stackstats
 
 pytest_plugins = ["tests.fixtures.xdpstack_fixtures"]
 pytestmark = pytest.mark.root
 
-XDPSTACK = os.path.join(os.path.dirname(sys.executable), "xdpstack")
 PORT, NO_SOCKET = 7040, 7041
 
 # On the stack: an IPv4 echo on PORT only, although PORT and NO_SOCKET are both claimed.
-APP = f"""
-from userstack import Stack
-s = Stack.from_env().socket()
-s.bind(("0.0.0.0", {PORT}))
-while True:
-    d, a = s.recvfrom(4096)
-    s.sendto(d, a)
-"""
+APP = udp_echo_app(PORT)
 
 # In the peer namespace: frames as they are, through a packet socket (no kernel checksumming).
 SENDER = r"""

@@ -18,23 +18,16 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.fixtures.testbed import wait_until
+from tests.fixtures.userstack_tcp_helpers import REPO
+from tests.fixtures.xdpstack_helpers import XDPSTACK, udp_echo_app
 
 pytest_plugins = ["tests.fixtures.xdpstack_fixtures"]
 pytestmark = pytest.mark.root
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-XDPSTACK = os.path.join(os.path.dirname(sys.executable), "xdpstack")
 PORT, NO_SOCKET = 7070, 7071
 
 # On the stack (as nobody): an IPv4 echo on PORT only, although PORT and NO_SOCKET are both claimed.
-APP = f"""
-from userstack import Stack
-s = Stack.from_env().socket()
-s.bind(("0.0.0.0", {PORT}))
-while True:
-    d, a = s.recvfrom(4096)
-    s.sendto(d, a)
-"""
+APP = udp_echo_app(PORT)
 
 SENDER = r"""
 import json, socket, sys, time
