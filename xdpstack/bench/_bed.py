@@ -17,10 +17,9 @@ import time
 from pathlib import Path
 
 from xdpstack import libbpf, loader, netlink, testrun
+from xdpstack.bench.cpu import children, core_times, proc_cpu  # noqa: F401 (children: http)
 from xdpstack.errors import NotRoot, XdpstackError
 from xdpstack.testbed import Testbed
-
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 class BenchError(XdpstackError):
@@ -56,42 +55,7 @@ def cpus_for_bench(server_cpu: int | None, client_cpu: int | None) -> tuple[int,
     return s, c
 
 
-# ---- CPU accounting ------------------------------------------------------------------------------
-
-def proc_cpu(pids: list[int]) -> float:
-    """utime + stime of these processes (all their threads), seconds."""
-    total = 0
-    for pid in pids:
-        with open(f"/proc/{pid}/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])       # utime, stime (fields 14, 15)
-    return total / CLK_TCK
-
-
-def children(pid: int) -> list[int]:
-    out = []
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open(f"/proc/{d}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        out.append(int(d))
-            except (OSError, ValueError, IndexError):
-                continue
-    return out
-
-
-def cpu_times(cpu: int) -> dict[str, float]:
-    """One CPU's /proc/stat times in seconds: busy (everything but idle and iowait), softirq."""
-    with open("/proc/stat") as f:
-        for line in f:
-            if line.startswith(f"cpu{cpu} "):
-                v = [int(x) for x in line.split()[1:]]
-                user, nice, system, idle, iowait, irq, softirq, steal = v[:8]
-                return {"busy": (user + nice + system + irq + softirq + steal) / CLK_TCK,
-                        "softirq": softirq / CLK_TCK, "total": sum(v[:8]) / CLK_TCK}
-    raise BenchError(f"cpu{cpu} is not in /proc/stat")
-
+# ---- CPU accounting (the older per-server sample; xdpstack.bench.cpu.Meter samples every core) ----
 
 class CpuSample:
     """CPU used by the server's processes and by each CPU between start() and stop()."""
@@ -102,16 +66,16 @@ class CpuSample:
     def start(self):
         self.t0 = time.monotonic()
         self.p0 = proc_cpu(self.pids)
-        self.c0 = {k: cpu_times(c) for k, c in self.cpus.items()}
+        self.c0 = core_times()
         return self
 
     def stop(self) -> dict:
         wall = time.monotonic() - self.t0
         out = {"wall_s": round(wall, 3), "server_cpu_s": round(proc_cpu(self.pids) - self.p0, 3)}
+        c1 = core_times()
         for k, c in self.cpus.items():
-            c1 = cpu_times(c)
-            out[f"{k}_core_busy_s"] = round(c1["busy"] - self.c0[k]["busy"], 3)
-            out[f"{k}_core_softirq_s"] = round(c1["softirq"] - self.c0[k]["softirq"], 3)
+            out[f"{k}_core_busy_s"] = round(c1[c][0] - self.c0[c][0], 3)
+            out[f"{k}_core_softirq_s"] = round(c1[c][1] - self.c0[c][1], 3)
         return out
 
 
