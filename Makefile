@@ -1,12 +1,13 @@
 # Two commands do everything on a fresh Debian 12 machine, as root:
 #   make demo   install what is missing, then run the demo on a throwaway testbed
 #   make test   install what is missing, then run every test (soaks excluded)
+# and, once set up, `make bench` writes bench/report.md (every benchmark, with plots).
 # Every recipe runs in the checkout, whatever the caller's directory (make -C DIR, make -f DIR/Makefile).
 HERE    := $(patsubst %/,%,$(dir $(abspath $(lastword $(MAKEFILE_LIST)))))
 PY      := .venv/bin/python
 PYTEST  := .venv/bin/pytest
 
-.PHONY: setup test demo lint soak clean
+.PHONY: setup test demo bench lint soak clean
 
 setup:
 	@bash "$(HERE)/scripts/setup.sh"
@@ -16,6 +17,10 @@ test: setup
 
 demo: setup
 	cd "$(HERE)" && .venv/bin/xdpstack demo
+
+# Every benchmark on fresh testbeds (about 20 minutes): bench/report.md, report.json and PNG plots.
+bench: setup
+	cd "$(HERE)" && .venv/bin/xdpstack bench all --out bench
 
 soak: setup
 	cd "$(HERE)" && $(PYTEST) -q -m soak -o addopts='-p no:cacheprovider'

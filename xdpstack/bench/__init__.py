@@ -1,5 +1,5 @@
 """Measurements behind `xdpstack bench ...`: each module exposes run(..., progress=None) -> dict,
-format_text(dict) and plots(dict, outdir) -> [(title, path)]; xdpstack.bench.all runs them all.
+format_text(dict) and plots(dict, outdir) -> [(title, path)]; xdpstack.bench.suite runs them all.
 
 Every result has "targets": {name: {"value": number, "target": "text", "met": bool}}, the names
 the issue tracker and `bench all --json` use.

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from xdpstack.bench.suite import BENCHES
 from xdpstack.cli._app import abort, command, emit_json
 
 
@@ -74,3 +75,30 @@ def tcp(as_json: bool, duration: float, rounds: int):
     from xdpstack.bench import tcp as bench_tcp
     result = bench_tcp.run(duration=duration, rounds=rounds)
     emit_json(result) if as_json else click.echo(bench_tcp.format_text(result))
+
+
+@bench.command("all")
+@click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
+@click.option("--out", "outdir", type=click.Path(file_okay=False), default="bench", show_default=True,
+              help="Where report.md, report.json and the PNG plots go.")
+@click.option("--only", "only", type=click.Choice(BENCHES), multiple=True,
+              help="Run only these benchmarks (repeatable; default: all).")
+@command()
+def all_(as_json: bool, outdir: str, only: tuple[str, ...]):
+    """Every benchmark in one run, each on a fresh testbed: writes OUT/report.md with its plots and
+    prints the results and the targets (what `make bench` runs). Progress goes to stderr."""
+    import time
+    from pathlib import Path
+
+    from xdpstack.bench import report, suite
+    t0 = time.monotonic()
+
+    def progress(msg: str):
+        m, s = divmod(int(time.monotonic() - t0), 60)
+        click.echo(f"[{m:2d}:{s:02d}] {msg}", err=True)
+    result = suite.run(only, progress=progress)
+    path = report.write(result, Path(outdir))
+    progress(f"wrote {path}")
+    emit_json(result) if as_json else click.echo(suite.format_text(result))
+    if result["errors"]:
+        abort(f"{', '.join(result['errors'])} failed: see {path}")
