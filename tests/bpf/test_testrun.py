@@ -108,25 +108,27 @@ def test_live_frames_are_delivered(trivial, lo_ns):
             s.recv(64)                                 # and the dropped ones never arrived
 
 
-def test_bench_result_shape(root):
-    """A short bench run: every figure present, every ratio named after its baseline."""
+def test_bench_result_shape(root, tmp_path):
+    """A short bench run: every figure present, every target named, the plots written."""
     from xdpstack.bench import demux
 
-    res = demux.run(repeat=20_000, rounds=1)
+    steps = []
+    res = demux.run(repeat=20_000, rounds=1, progress=steps.append)
     cases = res["cases"]
-    assert {"hit_ipv4", "hit_ipv6", "miss_ipv4", "miss_ipv6"} <= cases.keys()
+    assert {"hit_ipv4", "hit_ipv6", "miss_ipv4", "miss_ipv6", "hit_ipv4_shared_port",
+            "hit_ipv6_shared_port"} == cases.keys()
     for n, c in cases.items():
         assert c["verdict"] == ("XDP_REDIRECT" if n.startswith("hit") else "XDP_PASS"), n
-        assert c["ns_per_packet"] > 0 and c["mpps"] > 0 and "ratio_vs_xdp_pass" in c
-    assert "ratio_vs_1_tuple" in res["scaling"]["hit_ipv4_10000_tuples"]
-
-    def ratios(d, path=""):
-        for k, v in d.items():
-            if isinstance(v, dict):
-                yield from ratios(v, f"{path}{k}.")
-            elif "ratio" in k:
-                yield path + k
-    names = list(ratios(res))
-    assert names and all("_vs_" in n.rsplit(".", 1)[-1] for n in names), names
+        assert c["ns_per_packet"] > 0 and c["mpps"] > 0 and "ratio_vs_xdp_pass" in c and "extra_ns" in c
+    assert set(res["tuples"]["exact"]) == {"1", "10", "100", "1000", "10000"}
+    assert set(res["tuples"]["shared_port"]) == {"2", "10", "100", "1000", "10000"}
+    assert res["cold"]["miss_ipv4_cold"]["ports"] == demux.COLD_PORTS
+    assert set(res["targets"]) == {"demux_hit_extra_ns", "demux_miss_extra_ns", "demux_min_mpps",
+                                   "demux_live_ratio_vs_libxdp"}
+    for name in ("demux_hit_extra_ns", "demux_miss_extra_ns", "demux_min_mpps"):
+        assert isinstance(res["targets"][name]["value"], int | float), name
+    assert steps and all(s.startswith("demux:") for s in steps)
     text = demux.format_text(res)
-    assert "hit_ipv4" in text and "vs XDP_PASS" in text and "10,000" in text
+    assert "hit_ipv4" in text and "extra ns" in text and "10,000" in text
+    paths = [p for _, p in demux.plots(res, tmp_path)]
+    assert len(paths) == 2 and all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)
