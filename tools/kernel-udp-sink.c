@@ -1,9 +1,10 @@
 /* kernel-udp-sink: the kernel's UDP receive path as a benchmark baseline (xdpstack bench rx).
  *
- *   kernel-udp-sink PORT [--v6]
+ *   kernel-udp-sink PORT [--v6] [--rcvbuf BYTES]
  *
  * Binds a kernel UDP socket to PORT on every address and drains it with recvmmsg, 64 datagrams a
- * call, counting them. On SIGUSR1 and on exit (SIGTERM/SIGINT) it prints one JSON line in the form
+ * call, counting them. --rcvbuf sets SO_RCVBUF (SO_RCVBUFFORCE: past rmem_max; the kernel doubles
+ * it for its bookkeeping), 16 MB by default; the ready line says what the socket got. On SIGUSR1 and on exit (SIGTERM/SIGINT) it prints one JSON line in the form
  * `userstack-echo --sink` prints, so one benchmark reads both:
  *   {"datagrams": N, "bytes": B, "first_ns": T0, "last_ns": T1}                                  */
 #define _GNU_SOURCE
@@ -34,14 +35,23 @@ static unsigned long long now_ns(void)
 
 int main(int argc, char **argv)
 {
-	if (argc < 2 || atoi(argv[1]) <= 0 || atoi(argv[1]) > 65535) {
-		fprintf(stderr, "usage: kernel-udp-sink PORT [--v6]\n");
+	int v6 = 0, rcvbuf = 16 << 20, bad = argc < 2 || atoi(argv[1]) <= 0 || atoi(argv[1]) > 65535;
+	for (int i = 2; i < argc && !bad; i++) {
+		if (!strcmp(argv[i], "--v6"))
+			v6 = 1;
+		else if (!strcmp(argv[i], "--rcvbuf") && i + 1 < argc && atoi(argv[i + 1]) > 0)
+			rcvbuf = atoi(argv[++i]);
+		else
+			bad = 1;
+	}
+	if (bad) {
+		fprintf(stderr, "usage: kernel-udp-sink PORT [--v6] [--rcvbuf BYTES]\n");
 		return 2;
 	}
-	int v6 = argc > 2 && strcmp(argv[2], "--v6") == 0;
 	int fd = socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM, 0);
-	int rcvbuf = 16 << 20;
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof(rcvbuf));
+	socklen_t len = sizeof(rcvbuf);
+	getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, &len);
 	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_port = htons(atoi(argv[1])) };
 	struct sockaddr_in a4 = { .sin_family = AF_INET, .sin_port = htons(atoi(argv[1])) };
 	if (fd < 0 || bind(fd, v6 ? (struct sockaddr *)&a6 : (struct sockaddr *)&a4,
@@ -63,7 +73,7 @@ int main(int argc, char **argv)
 		msgs[i] = (struct mmsghdr){ .msg_hdr = { .msg_iov = &iov[i], .msg_iovlen = 1 } };
 	}
 	unsigned long long datagrams = 0, bytes = 0, first = 0, last = 0;
-	printf("{\"ready\": true}\n");
+	printf("{\"ready\": true, \"rcvbuf\": %d}\n", rcvbuf);
 	fflush(stdout);
 	while (!stop_flag) {
 		if (report_flag) {
