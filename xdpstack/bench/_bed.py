@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 from xdpstack import libbpf, loader, netlink, testrun
-from xdpstack.bench.cpu import children, core_times, proc_cpu  # noqa: F401 (children: http)
 from xdpstack.errors import NotRoot, XdpstackError
 from xdpstack.testbed import Testbed
 
@@ -53,30 +52,6 @@ def cpus_for_bench(server_cpu: int | None, client_cpu: int | None) -> tuple[int,
     if s == c:
         raise BenchError("--server-cpu and --client-cpu must differ")
     return s, c
-
-
-# ---- CPU accounting (the older per-server sample; xdpstack.bench.cpu.Meter samples every core) ----
-
-class CpuSample:
-    """CPU used by the server's processes and by each CPU between start() and stop()."""
-
-    def __init__(self, pids: list[int], cpus: dict[str, int]):
-        self.pids, self.cpus = pids, cpus
-
-    def start(self):
-        self.t0 = time.monotonic()
-        self.p0 = proc_cpu(self.pids)
-        self.c0 = core_times()
-        return self
-
-    def stop(self) -> dict:
-        wall = time.monotonic() - self.t0
-        out = {"wall_s": round(wall, 3), "server_cpu_s": round(proc_cpu(self.pids) - self.p0, 3)}
-        c1 = core_times()
-        for k, c in self.cpus.items():
-            out[f"{k}_core_busy_s"] = round(c1[c][0] - self.c0[c][0], 3)
-            out[f"{k}_core_softirq_s"] = round(c1[c][1] - self.c0[c][1], 3)
-        return out
 
 
 # ---- numbers ---------------------------------------------------------------------------------------

@@ -55,7 +55,6 @@ from xdpstack.bench import Progress, met, say, target
 from xdpstack.bench._bed import (
     Bed,
     BenchError,
-    children,
     cpus_for_bench,
     median,
     median_ratio,
@@ -64,7 +63,7 @@ from xdpstack.bench._bed import (
     venv_bin,
     wait_ready,
 )
-from xdpstack.bench.cpu import Meter
+from xdpstack.bench.cpu import Meter, children
 
 SERVERS = ("userstack", "kernel_server", "nginx")
 LABELS = {"userstack": "userstack-httpd", "kernel_server": "same, kernel sockets", "nginx": "nginx"}

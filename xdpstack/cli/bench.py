@@ -47,33 +47,40 @@ def rx(as_json: bool, seconds: float, steps: int, payloads: tuple[int, ...]):
 
 @bench.command("http")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.option("--duration", type=click.FloatRange(0.5, 120), default=5.0, show_default=True,
+@click.option("--duration", type=click.IntRange(1, 120), default=3, show_default=True,
               help="Seconds per wrk run.")
 @click.option("--rounds", type=click.IntRange(1, 20), default=3, show_default=True,
               help="Rounds per configuration (the median is reported).")
 @click.option("--conns", "conns", type=click.IntRange(1, 10_000), multiple=True,
-              help="wrk connections (repeatable; default 10 and 100).")
+              help="wrk connections (repeatable; default 10, 50 and 100).")
+@click.option("--mode", "modes", type=click.Choice(("keepalive", "close", "pipeline")), multiple=True,
+              help="Loads to run (repeatable; default all three).")
 @command()
-def http(as_json: bool, duration: float, rounds: int, conns: tuple[int, ...]):
+def http(as_json: bool, duration: int, rounds: int, conns: tuple[int, ...], modes: tuple[str, ...]):
     """userstack-httpd on the user stack vs the same server on kernel sockets vs nginx (1 worker),
-    wrk from the peer namespace, keep-alive and Connection: close; requests/s, latency, server CPU."""
+    wrk from the peer namespace: keep-alive, Connection: close and HTTP/1.1 pipelining (16 deep);
+    requests/s, latency, CPU per request on both cores, and whether wrk's core was the limit."""
     from xdpstack.bench import http as bench_http
-    result = bench_http.run(duration=duration, rounds=rounds, conns=conns or (10, 100))
+    result = bench_http.run(duration=duration, rounds=rounds, conns=conns or bench_http.CONNS,
+                            modes=modes or bench_http.MODES)
     emit_json(result) if as_json else click.echo(bench_http.format_text(result))
 
 
 @bench.command("tcp")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-@click.option("--duration", type=click.FloatRange(0.5, 120), default=5.0, show_default=True,
-              help="Seconds per run.")
+@click.option("--duration", type=click.FloatRange(0.5, 120), default=4.0, show_default=True,
+              help="Seconds per run (rounded up to whole seconds).")
 @click.option("--rounds", type=click.IntRange(1, 20), default=3, show_default=True,
               help="Rounds per configuration (the median is reported).")
+@click.option("--kernel-traffic/--no-kernel-traffic", default=True, show_default=True,
+              help="Also measure what the attached demux costs kernel iperf3 (context).")
 @command()
-def tcp(as_json: bool, duration: float, rounds: int):
-    """One TCP connection: bulk throughput each way and request/response round trips, user stack vs
-    kernel on the same testbed; and what attaching the demux costs the kernel's own traffic."""
+def tcp(as_json: bool, duration: float, rounds: int, kernel_traffic: bool):
+    """One TCP connection, user stack vs kernel: bulk each way with every frame an MTU packet
+    (the kernel sender's TSO/GSO off; default offloads as context), the stack's TX against a raw
+    AF_XDP loop, round trips with both ends spinning and both sleeping; CPU on both cores."""
     from xdpstack.bench import tcp as bench_tcp
-    result = bench_tcp.run(duration=duration, rounds=rounds)
+    result = bench_tcp.run(duration=duration, rounds=rounds, kernel_traffic=kernel_traffic)
     emit_json(result) if as_json else click.echo(bench_tcp.format_text(result))
 
 

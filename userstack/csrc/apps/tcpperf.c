@@ -5,6 +5,9 @@
  *            userstack-tcpperf --kernel --listen 0.0.0.0:5201
  *   client:  userstack-tcpperf [--kernel] --connect ADDR:PORT --mode send|recv|rr
  *                              [--duration S] [--size BYTES] [--count N]
+ *   --spin   (with --kernel, server or client) never sleep: the sockets are non-blocking, epoll
+ *            is polled with a zero timeout and the rr client retries its read at once on EAGAIN,
+ *            a kernel counterpart of the user stack's XDPSTACK_BUSY_POLL=1
  *
  *   send   the client sends for --duration; the server counts and reports the bytes it read
  *   recv   the server sends for --duration; the client counts until the server's FIN
@@ -52,6 +55,7 @@ struct listener { int type; struct net_sock s; };
 static struct net net;
 static uint8_t *buf;
 static volatile sig_atomic_t stop_flag;
+static int spin;                /* --spin: every wait polls (timeout 0) instead of sleeping */
 static void on_stop(int sig) { (void)sig; stop_flag = 1; net_wake(&net); }
 
 static uint64_t now_ns(void)
@@ -254,7 +258,7 @@ static int server(struct us_endpoint *eps, int neps, int port, double duration, 
 	static struct net_event ev[256];
 	uint64_t end = duration > 0 ? now_ns() + (uint64_t)(duration * 1e9) : 0;
 	while (!stop_flag && (!end || now_ns() < end)) {
-		int n = net_wait(&net, ev, 256, 200);
+		int n = net_wait(&net, ev, 256, spin ? 0 : 200);
 		if (n < 0 && n != -EINTR)
 			break;
 		for (int i = 0; i < n; i++) {
@@ -310,7 +314,7 @@ static int wait_for(struct net_sock *s, uint32_t events, uint64_t deadline)
 		if (now >= deadline)
 			return -ETIMEDOUT;
 		int ms = (int)((deadline - now) / 1000000) + 1;
-		int n = net_wait(&net, ev, 8, ms > 200 ? 200 : ms);
+		int n = net_wait(&net, ev, 8, spin ? 0 : ms > 200 ? 200 : ms);
 		if (n < 0 && n != -EINTR)
 			return n;
 		for (int i = 0; i < n; i++)
@@ -427,6 +431,13 @@ static int client(const struct us_endpoint *remote, int mode, double duration, u
 			size_t got = 0;
 			while (got < size) {
 				ssize_t n = net_read(&net, &k.s, buf + BUF_SIZE, size - got);
+				if (n == -EAGAIN && spin) {          /* read again at once, bounded */
+					if (stop_flag || now_ns() >= hard) {
+						r = stop_flag ? -EINTR : -ETIMEDOUT;
+						goto fail;
+					}
+					continue;
+				}
 				if (n == -EAGAIN) {
 					if ((r = wait_for(&k.s, NET_IN, hard)) < 0)
 						goto fail;
@@ -474,8 +485,9 @@ fail:
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: userstack-tcpperf [--kernel --listen ADDR:PORT ...] [--port P] [--duration S] [--once]\n"
-		"       userstack-tcpperf [--kernel] --connect ADDR:PORT --mode send|recv|rr\n"
+		"usage: userstack-tcpperf [--kernel [--spin] --listen ADDR:PORT ...] [--port P] [--duration S]\n"
+		"                         [--once]\n"
+		"       userstack-tcpperf [--kernel [--spin]] --connect ADDR:PORT --mode send|recv|rr\n"
 		"                         [--duration S] [--size BYTES] [--count N]\n");
 }
 
@@ -494,6 +506,10 @@ int main(int argc, char **argv)
 		}
 		if (!strcmp(a, "--once")) {
 			once = 1;
+			continue;
+		}
+		if (!strcmp(a, "--spin")) {
+			spin = 1;
 			continue;
 		}
 		if (!v) {
@@ -521,7 +537,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if ((connect && (!mode || neps)) || (!connect && mode) || (kernel && !connect && !neps) ||
-	    (!kernel && neps)) {
+	    (!kernel && (neps || spin))) {
 		usage();
 		return 2;
 	}
