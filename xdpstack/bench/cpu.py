@@ -1,10 +1,11 @@
 """CPU accounting for the benchmarks: busy time of every core from /proc/stat, and of processes
 from /proc/PID/stat.
 
-A core's busy time is the wall time it was not idle (idle, iowait) and not stolen by the hypervisor.
-The figure that compares contenders is the busy time summed over all cores per unit of work
-(request, datagram, byte): on veth, and on a 2-core machine, work that belongs to the server runs on the client's core
-(veth receives a packet on the CPU that sent it), so one core's figure charges it to nobody.
+A core's busy time is the wall time it was neither idle (idle, iowait) nor stolen by the
+hypervisor. The figure that compares contenders is the busy time summed over all cores per unit of
+work (request, datagram, byte): on veth, and on a 2-core machine, work that belongs to the server
+runs on the client's core (veth receives a packet on the CPU that sent it), so one core's figure
+charges it to nobody.
 
 Why not user + system + softirq: this kernel samples those at the tick (no
 CONFIG_IRQ_TIME_ACCOUNTING), and a load that sleeps between 2 ms bursts is sampled with a bias (one
