@@ -18,7 +18,8 @@ def write(out: dict, outdir: Path) -> Path:
           f"`make bench` (`xdpstack bench all --out bench`), {m['date']}, commit `{m['commit']}`; "
           f"{m['cpus']} x {m['cpu']}, {m['memory_gb']} GB, kernel {m['kernel']}; {out['elapsed_s']:.0f} s.",
           "Every ratio is against a baseline measured in the same run; CPU is the busy "
-          "time of all cores (wall minus /proc/stat's idle and steal) per unit of work. A `cpu_ratio` above 1 means the user stack is cheaper.", "",
+          "time of all cores (wall minus /proc/stat's idle and steal) per unit of work. "
+          "A `cpu_ratio` above 1 means the user stack is cheaper.", "",
           "## Targets", "", targets_table(out["targets"]), ""]
     for name in out["benchmarks"]:
         md += [f"## {TITLES[name]}", ""]
