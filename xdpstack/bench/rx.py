@@ -87,11 +87,14 @@ def udp4_frame(src_mac: str, dst_mac: str, src: str, dst: str, sport: int, dport
 # ---- generator and sinks ------------------------------------------------------------------------
 
 class Generator:
-    """Live frames through the attached demux, optionally paced, on GEN_CPU."""
+    """Live frames through the dut's XDP program (the attached demux unless prog_fd is given),
+    optionally paced, on GEN_CPU."""
 
-    def __init__(self, tb: Testbed, frame: bytes):
+    def __init__(self, tb: Testbed, frame: bytes, prog_fd: int | None = None):
         self.tb, self.frame = tb, frame
-        self.prog_fd = libbpf.obj_get(str(paths.pin_dir(tb.dut.ifname) / "prog"))
+        if prog_fd is None:
+            prog_fd = libbpf.obj_get(str(paths.pin_dir(tb.dut.ifname) / "prog"))
+        self.prog_fd = prog_fd
         self.netns = netlink.netns_path(tb.dut.ns)
 
     def send(self, seconds: float, rate: float | None = None) -> tuple[int, float]:

@@ -126,12 +126,13 @@ def peer_frames(bed: Bed, direction: str) -> int:
 # ---- a bare virtual port for the raw TX loop -------------------------------------------------------
 
 @contextlib.contextmanager
-def raw_port(bed: Bed):
+def raw_port(tb, udp_port: int, name: str):
     """What the launcher builds for a stack before it binds the stack's sockets: a registered
-    stack, one UDP claim (PORT_RAW on the dut address, so the egress guard lets its frames out) and
-    the port pair with its programs. Yields the inner end, where xsk-tx binds its own socket."""
+    stack, one UDP claim (udp_port on the dut address: the demux sends its frames to the port, and
+    the egress guard lets the port's frames out) and the port pair with its programs. Yields
+    (stack record, inner end): a raw AF_XDP loop binds its own socket there (xsk-tx, xsk-rx)."""
     from xdpstack.launcher import TARGET_PORT
-    h = bed.tb.dut
+    h = tb.dut
     undo = contextlib.ExitStack()
 
     def later(fn, *args):
@@ -141,15 +142,15 @@ def raw_port(bed: Bed):
         undo.callback(in_ns)
     with undo:
         with netlink.netns(h.ns):
-            rec = registry.register_stack(h.ifname, "xsk-tx", uid=0, target=TARGET_PORT)
+            rec = registry.register_stack(h.ifname, name, uid=0, target=TARGET_PORT)
             later(registry.unregister_stack, h.ifname, rec.id)
-            claims = registry.claim_all(h.ifname, [("udp", h.addr4, PORT_RAW)], rec, 0, 0, target=TARGET_PORT)
+            claims = registry.claim_all(h.ifname, [("udp", h.addr4, udp_port)], rec, 0, 0, target=TARGET_PORT)
             later(claims.release)
-            port = ports.create(h.ifname, h.ifindex, rec.id, 1, bed.tb.mtu)
+            port = ports.create(h.ifname, h.ifindex, rec.id, 1, tb.mtu)
             later(ports.remove, h.ifname, rec.id, port)
             rec.port_ifindex = port.outer_index
             registry.update_stack(h.ifname, rec)
-        yield port.inner
+        yield rec, port.inner
 
 
 class Tools:
@@ -254,7 +255,7 @@ class Tools:
     def raw_tx(self, duration: float) -> dict:
         """xsk-tx on a bare port in the dut (the stack's TX path), pinned like the server."""
         dut, peer = self.bed.tb.dut, self.bed.tb.peer
-        with raw_port(self.bed) as inner:
+        with raw_port(self.bed.tb, PORT_RAW, "xsk-tx") as (_, inner):
             f0 = peer_frames(self.bed, "from_dut")
             meter = Meter(roles={"server": self.cpus[0]}).start()
             r = self.bed.run("dut", [*self.pin("server"), self.xsk_tx, "--dev", inner, "--src-mac", dut.mac,

@@ -1,6 +1,8 @@
 """xdpstack bench: benchmarks (the code lives in xdpstack.bench)."""
 from __future__ import annotations
 
+import signal
+
 import click
 
 from xdpstack.bench.suite import BENCHES
@@ -10,21 +12,28 @@ from xdpstack.cli._app import abort, command, emit_json
 @click.group()
 def bench():
     """Benchmarks."""
+    # A benchmark stopped by SIGTERM or SIGHUP unwinds like Ctrl-C: every testbed, server, XDP
+    # attachment and pin it made is removed on the way out (Python's default just exits).
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.default_int_handler)
 
 
 @bench.command("demux")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("--repeat", type=click.IntRange(min=1), default=10_000_000, show_default=True,
               help="BPF_PROG_TEST_RUN repetitions per measurement.")
+@click.option("--live-rounds", type=click.IntRange(0, 20), default=3, show_default=True,
+              help="Rounds of the live-frames case (a testbed, an AF_XDP consumer); 0 leaves it out.")
 @command()
-def demux(as_json: bool, repeat: int):
+def demux(as_json: bool, repeat: int, live_rounds: int):
     """The demux's ns/packet on crafted 64-byte frames (hit, miss, IPv4, IPv6, 1 and 10,000 claims)
-    next to a trivial XDP_PASS program, through BPF_PROG_TEST_RUN."""
+    next to a trivial XDP_PASS program, through BPF_PROG_TEST_RUN; and live frames into an AF_XDP
+    consumer, xdpstack's path against libxdp's default program."""
     try:
         from xdpstack.bench import demux as bench_demux
     except ImportError as e:
         abort(f"the demux benchmark is not available ({e}); it lives in xdpstack/bench/demux.py")
-    result = bench_demux.run(repeat)
+    result = bench_demux.run(repeat, live_rounds=live_rounds)
     emit_json(result) if as_json else click.echo(bench_demux.format_text(result))
 
 
