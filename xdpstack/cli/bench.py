@@ -1,6 +1,7 @@
 """xdpstack bench: benchmarks (the code lives in xdpstack.bench)."""
 from __future__ import annotations
 
+import os
 import signal
 
 import click
@@ -14,8 +15,16 @@ def bench():
     """Benchmarks."""
     # A benchmark stopped by SIGTERM or SIGHUP unwinds like Ctrl-C: every testbed, server, XDP
     # attachment and pin it made is removed on the way out (Python's default just exits).
+    main = os.getpid()
+
+    def unwind(sig, _frame):
+        if os.getpid() != main:        # a forked helper (pyroute2's netns child): die as by default
+            signal.signal(sig, signal.SIG_DFL)
+            os.kill(os.getpid(), sig)
+            return
+        raise KeyboardInterrupt
     for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, signal.default_int_handler)
+        signal.signal(sig, unwind)
 
 
 @bench.command("demux")
