@@ -1,6 +1,7 @@
-"""What the HTTP and TCP benchmarks share: a throwaway testbed with the demux attached under a
+"""What the benchmarks share: a throwaway testbed with the demux attached under a
 private bpffs root, applications on the user stack through the launcher, kernel programs in
-either namespace, and CPU accounting from /proc.
+either namespace, a bare stack port for the raw AF_XDP loops (tools/xsk-*), and the last JSON
+line a tool printed.
 
 Everything made here is undone on every exit path: processes stopped, stacks closed, the demux
 detached, pins and the private bpffs root removed, the namespaces deleted.
@@ -8,6 +9,7 @@ detached, pins and the private bpffs root removed, the namespaces deleted.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import statistics
@@ -16,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from xdpstack import libbpf, loader, netlink, testrun
+from xdpstack import libbpf, loader, netlink, ports, registry, testrun
 from xdpstack.errors import NotRoot, XdpstackError
 from xdpstack.testbed import Testbed
 
@@ -207,3 +209,39 @@ def wait_ready(check, timeout: float = 10.0, what: str = "server") -> None:
             return
         time.sleep(0.1)
     raise BenchError(f"the {what} did not come up within {timeout:.0f} s")
+
+
+def json_line(text: str) -> dict:
+    """The last JSON line a tool printed (xsk-tx, xsk-rx, userstack-tcpperf)."""
+    line = next((ln for ln in reversed(text.splitlines()) if ln.startswith("{")), None)
+    if line is None:
+        raise BenchError(f"no result line in {text[-300:]!r}")
+    return json.loads(line)
+
+
+@contextlib.contextmanager
+def raw_port(tb: Testbed, udp_port: int, name: str):
+    """What the launcher builds for a stack before it binds the stack's sockets: a registered
+    stack, one UDP claim (udp_port on the dut address: the demux sends its frames to the port, and
+    the egress guard lets the port's frames out) and the port pair with its programs. Yields
+    (stack record, inner end): a raw AF_XDP loop binds its own socket there (xsk-tx, xsk-rx)."""
+    from xdpstack.launcher import TARGET_PORT
+    h = tb.dut
+    undo = contextlib.ExitStack()
+
+    def later(fn, *args):
+        def in_ns():
+            with netlink.netns(h.ns):
+                fn(*args)
+        undo.callback(in_ns)
+    with undo:
+        with netlink.netns(h.ns):
+            rec = registry.register_stack(h.ifname, name, uid=0, target=TARGET_PORT)
+            later(registry.unregister_stack, h.ifname, rec.id)
+            claims = registry.claim_all(h.ifname, [("udp", h.addr4, udp_port)], rec, 0, 0, target=TARGET_PORT)
+            later(claims.release)
+            port = ports.create(h.ifname, h.ifindex, rec.id, 1, tb.mtu)
+            later(ports.remove, h.ifname, rec.id, port)
+            rec.port_ifindex = port.outer_index
+            registry.update_stack(h.ifname, rec)
+        yield rec, port.inner

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import glob
-import json
 import os
 import statistics
 import subprocess
@@ -30,7 +29,7 @@ import time
 
 from xdpstack import libbpf, loader, netlink, paths, procs
 from xdpstack.bench import Progress, say
-from xdpstack.bench._bed import BenchError, venv_bin
+from xdpstack.bench._bed import BenchError, json_line, raw_port, venv_bin
 from xdpstack.bench.rx import GEN_CPU, SINK_CPU, Generator, udp4_frame
 from xdpstack.testbed import Testbed
 
@@ -61,10 +60,9 @@ def _consumer(tb: Testbed, dev: str, seconds: float, *extra: str, pass_fds=()) -
 
 def _finish(p: subprocess.Popen, timeout: float) -> dict:
     out, err = p.communicate(timeout=timeout)
-    line = next((ln for ln in reversed(out.splitlines()) if ln.startswith("{")), None)
-    if p.returncode or line is None:
+    if p.returncode:
         raise BenchError(f"xsk-rx failed (exit {p.returncode}): {err.strip()}")
-    return json.loads(line)
+    return json_line(out)
 
 
 def _round(tb: Testbed, which: str, frame: bytes, seconds: float) -> dict:
@@ -78,7 +76,6 @@ def _round(tb: Testbed, which: str, frame: bytes, seconds: float) -> dict:
                 raise BenchError("libxdp loaded no program on the dut veth")
             gen = Generator(tb, frame, libbpf.prog_fd_by_id(state.prog_id))
         else:
-            from xdpstack.bench.tcp import raw_port
             rec, inner = undo.enter_context(raw_port(tb, PORT_LIVE, "xsk-rx"))
             xsks = libbpf.obj_get(str(paths.pin_dir(tb.dut.ifname) / "xsks"))
             undo.callback(os.close, xsks)

@@ -57,14 +57,16 @@ from pathlib import Path
 
 from pyroute2 import IPRoute
 
-from xdpstack import netlink, ports, registry
+from xdpstack import netlink
 from xdpstack.bench import Progress, met, say, target
 from xdpstack.bench._bed import (
     Bed,
     BenchError,
     cpus_for_bench,
+    json_line,
     median,
     median_ratio,
+    raw_port,
     require,
     stop_process,
     venv_bin,
@@ -82,13 +84,6 @@ BULK = ("userstack", "kernel_per_frame", "kernel_default", "iperf3_default")
 RR = ("userstack_spinning", "kernel_spinning", "userstack_sleeping", "kernel_sleeping")
 MAX_RR_ROUNDS = 1_000_000
 KT_STATES = ("no_xdp", "trivial_xdp", "xdpstack")
-
-
-def _json_line(text: str) -> dict:
-    line = next((ln for ln in reversed(text.splitlines()) if ln.startswith("{")), None)
-    if line is None:
-        raise BenchError(f"no result line in {text[-300:]!r}")
-    return json.loads(line)
 
 
 # ---- the sending veth's segmentation offloads ----------------------------------------------------
@@ -121,36 +116,6 @@ def peer_frames(bed: Bed, direction: str) -> int:
     with netlink.netns(h.ns), IPRoute() as ipr:
         stats = ipr.get_links(h.ifindex)[0].get_attr("IFLA_STATS64")
     return stats["rx_packets" if direction == "from_dut" else "tx_packets"]
-
-
-# ---- a bare virtual port for the raw TX loop -------------------------------------------------------
-
-@contextlib.contextmanager
-def raw_port(tb, udp_port: int, name: str):
-    """What the launcher builds for a stack before it binds the stack's sockets: a registered
-    stack, one UDP claim (udp_port on the dut address: the demux sends its frames to the port, and
-    the egress guard lets the port's frames out) and the port pair with its programs. Yields
-    (stack record, inner end): a raw AF_XDP loop binds its own socket there (xsk-tx, xsk-rx)."""
-    from xdpstack.launcher import TARGET_PORT
-    h = tb.dut
-    undo = contextlib.ExitStack()
-
-    def later(fn, *args):
-        def in_ns():
-            with netlink.netns(h.ns):
-                fn(*args)
-        undo.callback(in_ns)
-    with undo:
-        with netlink.netns(h.ns):
-            rec = registry.register_stack(h.ifname, name, uid=0, target=TARGET_PORT)
-            later(registry.unregister_stack, h.ifname, rec.id)
-            claims = registry.claim_all(h.ifname, [("udp", h.addr4, udp_port)], rec, 0, 0, target=TARGET_PORT)
-            later(claims.release)
-            port = ports.create(h.ifname, h.ifindex, rec.id, 1, tb.mtu)
-            later(ports.remove, h.ifname, rec.id, port)
-            rec.port_ifindex = port.outer_index
-            registry.update_stack(h.ifname, rec)
-        yield rec, port.inner
 
 
 class Tools:
@@ -227,7 +192,7 @@ class Tools:
         usage = meter.stop()
         if r.returncode != 0:
             raise BenchError(f"bulk {direction} against port {port} failed: {r.stderr.strip()[-300:]}")
-        res = _json_line(r.stdout)
+        res = json_line(r.stdout)
         return _bulk_cell(res["gbit_per_s"], res["bytes"], peer_frames(self.bed, direction) - f0,
                           res["seconds"], usage)
 
@@ -266,7 +231,7 @@ class Tools:
             at_peer = peer_frames(self.bed, "from_dut") - f0
         if r.returncode != 0:
             raise BenchError(f"xsk-tx failed: {r.stderr.strip()[-300:]}")
-        res = _json_line(r.stdout)
+        res = json_line(r.stdout)
         return {"gbit_per_s": res["gbit_per_s"], "frames": res["frames"], "frames_at_peer": at_peer,
                 "frames_per_s": round(res["frames_per_s"]), "frame_bytes": res["frame_bytes"],
                 **usage.fields(res["frames"], "frame"),
@@ -285,7 +250,7 @@ class Tools:
             if check:
                 raise BenchError(f"rr against port {port} failed: {r.stderr.strip()[-300:]}")
             return None
-        return _json_line(r.stdout)
+        return json_line(r.stdout)
 
     def rr_user_client(self, port: int, duration: float, count: int, size: int, busy_poll: bool) -> dict:
         """The rr client on its own stack in the peer namespace (the launcher there), pinned to the
@@ -304,7 +269,7 @@ class Tools:
             text = out.read()
         if rc != 0:
             raise BenchError(f"rr from the peer's user stack to port {port} failed: {text.strip()[-300:]}")
-        return _json_line(text)
+        return json_line(text)
 
     def rr_pair(self, name: str, duration: float, count: int, size: int) -> dict:
         """One rr run of a RR configuration, metered over both cores while the client runs (the
