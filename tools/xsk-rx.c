@@ -13,20 +13,11 @@
  */
 #define _GNU_SOURCE
 #include <bpf/bpf.h>
-#include <errno.h>
 #include <linux/if_xdp.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
-#include <time.h>
-#include <xdp/xsk.h>
 
-#define NUM_FRAMES 4096
-#define FRAME_SIZE XSK_UMEM__DEFAULT_FRAME_SIZE
-#define RING_SIZE  2048
-#define BATCH      64
+#include "xsk.h"
 
 struct opts {
 	const char *dev;
@@ -34,13 +25,6 @@ struct opts {
 	int map;
 	double duration;
 };
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static int parse_args(int argc, char **argv, struct opts *o)
 {
@@ -73,26 +57,16 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: xsk-rx --dev IF [--queue Q] [--duration S] [--xsks-fd FD --slot N]\n");
 		return 2;
 	}
-	size_t area_len = (size_t)NUM_FRAMES * FRAME_SIZE;
-	void *area = mmap(NULL, area_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (area == MAP_FAILED) {
-		perror("xsk-rx: mmap");
-		return 1;
-	}
-	struct xsk_umem *umem;
 	struct xsk_ring_prod fill;
 	struct xsk_ring_cons comp, rx;
 	struct xsk_socket *xsk;
-	struct xsk_umem_config ucfg = { .fill_size = RING_SIZE, .comp_size = RING_SIZE,
-					.frame_size = FRAME_SIZE };
 	struct xsk_socket_config scfg = { .rx_size = RING_SIZE, .bind_flags = XDP_COPY,
 					  .libxdp_flags = o.map >= 0 ? XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD : 0 };
-	int r = xsk_umem__create(&umem, area, area_len, &fill, &comp, &ucfg);
-	if (r) {
-		fprintf(stderr, "xsk-rx: umem: %s\n", strerror(-r));
+	void *area;
+	struct xsk_umem *umem = umem_open("xsk-rx", &area, &fill, &comp);
+	if (!umem)
 		return 1;
-	}
-	r = xsk_socket__create(&xsk, o.dev, o.queue, umem, &rx, NULL, &scfg);
+	int r = xsk_socket__create(&xsk, o.dev, o.queue, umem, &rx, NULL, &scfg);
 	if (r) {
 		fprintf(stderr, "xsk-rx: socket on %s queue %u: %s\n", o.dev, o.queue, strerror(-r));
 		return 1;
@@ -102,7 +76,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "xsk-rx: slot %u of the XSKMAP on fd %d: %s\n", o.slot, o.map, strerror(errno));
 		return 1;
 	}
-	uint32_t idx;                                /* the whole UMEM into the fill ring, once */
+	uint32_t idx;                                /* RING_SIZE frames into the fill ring, once */
 	uint32_t n = xsk_ring_prod__reserve(&fill, RING_SIZE, &idx);
 	for (uint32_t i = 0; i < n; i++)
 		*xsk_ring_prod__fill_addr(&fill, idx + i) = (uint64_t)i * FRAME_SIZE;
@@ -138,6 +112,6 @@ int main(int argc, char **argv)
 	       (unsigned long long)st.rx_ring_full, (unsigned long long)st.rx_fill_ring_empty_descs);
 	xsk_socket__delete(xsk);
 	xsk_umem__delete(umem);
-	munmap(area, area_len);
+	munmap(area, AREA_LEN);
 	return 0;
 }

@@ -12,24 +12,15 @@
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
-#include <errno.h>
 #include <linux/if_ether.h>
 #include <linux/if_xdp.h>
 #include <linux/ip.h>
 #include <linux/udp.h>
 #include <net/if.h>
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
-#include <time.h>
-#include <xdp/xsk.h>
 
-#define NUM_FRAMES 4096
-#define FRAME_SIZE XSK_UMEM__DEFAULT_FRAME_SIZE
-#define RING_SIZE  2048
-#define BATCH      64
+#include "xsk.h"
 
 struct opts {
 	const char *dev;
@@ -39,13 +30,6 @@ struct opts {
 	struct in_addr src, dst;
 	uint16_t sport, dport;
 };
-
-static double now_s(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static int parse_mac(const char *s, uint8_t *mac)
 {
@@ -139,29 +123,18 @@ int main(int argc, char **argv)
 			"--src ADDR:PORT --dst ADDR:PORT [--frame BYTES] [--duration S]\n");
 		return 2;
 	}
-	size_t area_len = (size_t)NUM_FRAMES * FRAME_SIZE;
-	uint8_t *area = mmap(NULL, area_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (area == MAP_FAILED) {
-		perror("xsk-tx: mmap");
-		return 1;
-	}
-	for (unsigned i = 0; i < NUM_FRAMES; i++)
-		build_frame(area + (size_t)i * FRAME_SIZE, &o);
-
-	struct xsk_umem *umem;
 	struct xsk_ring_prod fill, tx;
 	struct xsk_ring_cons comp;
 	struct xsk_socket *xsk;
-	struct xsk_umem_config ucfg = { .fill_size = RING_SIZE, .comp_size = RING_SIZE,
-					.frame_size = FRAME_SIZE };
 	struct xsk_socket_config scfg = { .tx_size = RING_SIZE, .bind_flags = XDP_COPY,
 					  .libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD };
-	int r = xsk_umem__create(&umem, area, area_len, &fill, &comp, &ucfg);
-	if (r) {
-		fprintf(stderr, "xsk-tx: umem: %s\n", strerror(-r));
+	void *area;
+	struct xsk_umem *umem = umem_open("xsk-tx", &area, &fill, &comp);
+	if (!umem)
 		return 1;
-	}
-	r = xsk_socket__create(&xsk, o.dev, o.queue, umem, NULL, &tx, &scfg);
+	for (unsigned i = 0; i < NUM_FRAMES; i++)
+		build_frame((uint8_t *)area + (size_t)i * FRAME_SIZE, &o);
+	int r = xsk_socket__create(&xsk, o.dev, o.queue, umem, NULL, &tx, &scfg);
 	if (r) {
 		fprintf(stderr, "xsk-tx: socket on %s queue %u: %s\n", o.dev, o.queue, strerror(-r));
 		return 1;
@@ -206,6 +179,6 @@ int main(int argc, char **argv)
 	       o.frame_len, (unsigned long long)kicks, (unsigned long long)again);
 	xsk_socket__delete(xsk);
 	xsk_umem__delete(umem);
-	munmap(area, area_len);
+	munmap(area, AREA_LEN);
 	return 0;
 }
