@@ -18,7 +18,7 @@ test: setup
 demo: setup
 	cd "$(HERE)" && .venv/bin/xdpstack demo
 
-# Every benchmark on fresh testbeds (about 20 minutes): bench/report.md, report.json and PNG plots.
+# Every benchmark on fresh testbeds (about 12 minutes): bench/report.md, report.json and PNG plots.
 bench: setup
 	cd "$(HERE)" && .venv/bin/xdpstack bench all --out bench
 
