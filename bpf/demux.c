@@ -48,6 +48,19 @@ static __always_inline struct xs_claim *xs_claim_of(struct xs_tuple *key)
 	return xs_map_claim(key);
 }
 
+/* Tell the port program whose frame this is (struct xs_meta). Where metadata cannot be had (a
+ * driver without headroom for it) the frame goes without, and the port checks it in full. */
+static __always_inline void xs_meta_write(struct xdp_md *ctx, __u32 stack)
+{
+	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct xs_meta)))
+		return;
+	struct xs_meta *m = (void *)(long)ctx->data_meta;
+	if ((void *)(m + 1) > (void *)(long)ctx->data)
+		return;
+	m->magic = XS_META_MAGIC;
+	m->stack = stack;
+}
+
 static __always_inline int xs_demux(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
@@ -104,6 +117,8 @@ static __always_inline int xs_demux(struct xdp_md *ctx)
 	} else if (c->target == XS_TARGET_PORT) {
 		act = xs_map_redirect_port(stack, XDP_PASS);
 		asm volatile("/* port */" : "+r"(act));
+		if (act == XDP_REDIRECT)  /* the redirect happens after return: the frame may change */
+			xs_meta_write(ctx, stack);
 	}
 	struct xs_stack_stats *ss = xs_map_stack_stats(stack);
 	if (act != XDP_REDIRECT) {

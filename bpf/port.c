@@ -4,10 +4,13 @@
  *   NIC --xdp_demux--> ports[stack] = O ~~veth~~> I --xdp_port_rx--> xsks[stack, queue]
  *   NIC <--bpf_redirect-- O <--tc_port_tx-- (veth) <-- I <-- the stack's AF_XDP TX
  *
- * I carries only its stack's traffic. xdp_port_rx re-checks each frame's destination claim
- * (anything the kernel might send out of O, or a claim released in flight, is not the stack's:
- * dropped, counted in rx_dropped), then hands it to the stack's socket for that queue of I (none
- * there: dropped, counted as orphaned; passing it would hand it to the kernel on the wrong device).
+ * I carries only its stack's traffic. A frame the demux redirected carries struct xs_meta naming
+ * the stack its claim lookup chose: when that is I's stack, xdp_port_rx hands the frame on with no
+ * parse and no claim lookup. Any other frame (anything the kernel might send out of O: it carries
+ * no metadata) has its destination claim checked in full; not the stack's: dropped, counted in
+ * rx_dropped. The frame then goes to the stack's socket for that queue of I (none there: dropped,
+ * counted as orphaned; passing it would hand it to the kernel on the wrong device). A claim
+ * released while its frame is between the demux and I (microseconds) still reaches its stack.
  *
  * tc_port_tx (clsact ingress of O, direct action) is the egress guard. It works on the skb the
  * AF_XDP transmit already built: the frame is not copied into an XDP buffer, turned into an
@@ -36,6 +39,10 @@ static __always_inline int xs_port_rx(struct xdp_md *ctx)
 	if (!ss)
 		return XDP_DROP;
 
+	struct xs_meta *m = (void *)(long)ctx->data_meta;
+	if ((void *)(m + 1) <= data && m->magic == XS_META_MAGIC && m->stack == stack)
+		goto deliver;
+
 	struct xs_pkt pkt;
 	struct xs_tuple key __attribute__((aligned(8)));
 	if (xs_parse(data, data_end, &pkt, XS_DST) != XS_PARSE_OK)
@@ -44,6 +51,7 @@ static __always_inline int xs_port_rx(struct xdp_md *ctx)
 	struct xs_claim *c = xs_claim_of(&key);
 	if (!c || c->stack != stack)
 		goto foreign;
+deliver:;
 	__u32 q = ctx->rx_queue_index;
 	if (q < XS_MAX_QUEUES && xs_map_redirect_xsk(stack * XS_MAX_QUEUES + q, XDP_DROP) == XDP_REDIRECT)
 		return XDP_REDIRECT;

@@ -59,6 +59,18 @@ struct xs_port_claims {
 	                           * IPv4 in the first 4 bytes, the rest zero) */
 };
 
+/* xs_meta: written by the demux in front of a frame it redirects into a stack's port
+ * (bpf_xdp_adjust_meta; veth keeps XDP metadata across the redirect), so that xdp_port_rx hands the
+ * frame to the stack's socket without parsing it again or looking up its claim. Only an XDP
+ * program can write metadata, and only root loads those: a frame the kernel sends out of the
+ * port's outer end arrives without it and takes the full check. */
+#define XS_META_MAGIC       0x78736d31   /* "xsm1" */
+
+struct xs_meta {
+	__u32 magic;          /* XS_META_MAGIC */
+	__u32 stack;          /* the stack the demux's claim lookup chose */
+};
+
 /* stacks: the readable record of who owns what, keyed by stack id (__u32).
  * The stack owns XSK slots xsk_first_slot .. xsk_first_slot + xsk_slots - 1,
  * which user space cannot read back from the XSKMAP itself. */

@@ -88,7 +88,7 @@ _libc = ctypes.CDLL(None, use_errno=True)
 class Result(NamedTuple):
     retval: int            # the program's verdict (XDP_*)
     duration_ns: int       # kernel-measured average per repetition, whole ns
-    data: bytes            # the frame after the program (b"" in live mode)
+    data: bytes            # the frame after the program, its metadata in front (b"" in live mode)
 
 
 @contextlib.contextmanager
@@ -123,31 +123,37 @@ def prog_type(prog_fd: int) -> int | None:
 
 def run(prog_fd: int, frame: bytes, repeat: int = 1, *, ifindex: int = 0, rx_queue: int = 0,
         live: bool = False, batch_size: int = 0, netns: str | os.PathLike | None = None,
-        gso_segs: int = 0) -> Result:
+        gso_segs: int = 0, meta: bytes = b"") -> Result:
     """Run an XDP or TC program on frame `repeat` times. ifindex/rx_queue fill the context (a
     queue needs its device; TC has no RX queue); live executes an XDP program's verdicts on that
-    device (ifindex required). gso_segs (TC): the segments the skb stands for, as after GRO."""
+    device (ifindex required). gso_segs (TC): the segments the skb stands for, as after GRO.
+    meta (XDP): metadata in front of the frame (data_meta .. data), a multiple of 4 bytes. The
+    result's data is the frame after the program with the metadata it then has in front."""
     if live and not ifindex:
         raise ValueError("live frames need the ifindex of the device they enter on")
     if prog_type(prog_fd) == BPF_PROG_TYPE_SCHED_CLS:
-        if live or rx_queue or batch_size:
-            raise ValueError("a TC program's test-run takes no live frames and no RX queue")
+        if live or rx_queue or batch_size or meta:
+            raise ValueError("a TC program's test-run takes no live frames, RX queue or metadata")
         return _run_skb(prog_fd, frame, repeat, ifindex, netns, gso_segs)
     if gso_segs:
         raise ValueError("gso_segs is for TC programs")
-    buf_in = ctypes.create_string_buffer(bytes(frame), len(frame))
-    opts = _Opts(sz=ctypes.sizeof(_Opts), data_in=ctypes.addressof(buf_in), data_size_in=len(frame),
+    if len(meta) % 4:
+        raise ValueError("XDP metadata is a multiple of 4 bytes")
+    data = bytes(meta) + bytes(frame)
+    buf_in = ctypes.create_string_buffer(data, len(data))
+    opts = _Opts(sz=ctypes.sizeof(_Opts), data_in=ctypes.addressof(buf_in), data_size_in=len(data),
                  repeat=repeat)
     buf_out = None
     if live:
         opts.flags = BPF_F_TEST_XDP_LIVE_FRAMES
         opts.batch_size = batch_size
     else:
-        buf_out = ctypes.create_string_buffer(len(frame) + 4096)   # room for bpf_xdp_adjust_tail
+        buf_out = ctypes.create_string_buffer(len(data) + 4096)   # room for bpf_xdp_adjust_tail
         opts.data_out = ctypes.addressof(buf_out)
         opts.data_size_out = len(buf_out)
-    if ifindex or rx_queue or live:
-        ctx = XdpMd(data_end=len(frame), ingress_ifindex=ifindex, rx_queue_index=rx_queue)
+    if ifindex or rx_queue or live or meta:
+        # data is where the frame starts after the metadata; data_meta must be 0
+        ctx = XdpMd(data=len(meta), data_end=len(data), ingress_ifindex=ifindex, rx_queue_index=rx_queue)
         opts.ctx_in = ctypes.addressof(ctx)
         opts.ctx_size_in = ctypes.sizeof(ctx)
     _test_run(prog_fd, opts, netns)

@@ -5,6 +5,8 @@ agrees, so a bug shared by the program and the reference still fails here.
 """
 from __future__ import annotations
 
+import struct
+
 import pytest
 
 from tests.fixtures import bpf_reference as ref
@@ -385,6 +387,17 @@ def test_port_target(bpf):
     expect(bpf, F4, "redirected", S, rx_queue=70)     # ports do not care about the queue
     bpf.set_ports({S + 1})
     expect(bpf, F4, "pass_orphaned", S)
+
+
+def test_a_frame_for_a_port_carries_its_stack_in_metadata(bpf):
+    """The demux tells the port program whose frame it is (struct xs_meta), only when it redirects."""
+    bpf.set_claims({("udp", A4, 53): (S, PORT), ("udp", A4, 54): (S + 1, XSK)})
+    bpf.set_ports({S})
+    bpf.set_slots({(S + 1) * Q})
+    assert bpf.demux(F4).meta == struct.pack("=II", 0x78736D31, S)
+    assert bpf.demux(frame(eth() / IP(src=PEER4, dst=A4) / UDP(dport=54))).meta == b""   # an XSK: none
+    bpf.set_ports(set())
+    assert bpf.demux(F4).meta == b""          # orphaned: passed to the kernel as it came
 
 
 def test_xsk_target_ignores_ports(bpf):

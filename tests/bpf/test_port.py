@@ -8,6 +8,8 @@ Ethernet header on, as at clsact ingress.
 """
 from __future__ import annotations
 
+import struct
+
 import pytest
 
 from tests.fixtures import bpf_reference as ref
@@ -35,15 +37,16 @@ S, OTHER = 5, 6
 Q = 64
 
 
-def expect(bpf, prog: str, f: bytes, reason: str, stack: int | None = S, rx_queue: int = 0):
-    got = bpf.port(prog, f, rx_queue=rx_queue)
+def expect(bpf, prog: str, f: bytes, reason: str, stack: int | None = S, rx_queue: int = 0,
+           meta: bytes = b""):
+    got = bpf.port(prog, f, rx_queue=rx_queue, meta=meta)
     if prog == "tc_port_tx":
         action = ref.TC_ACT_REDIRECT if reason == "tx" else ref.TC_ACT_SHOT
     else:
         action = ref.XDP_REDIRECT if reason == "delivered" else ref.XDP_DROP
     assert key(got) == (action, reason, stack)
     refv = (ref.port_tx(f, bpf.state, bpf.qdev.ifindex) if prog == "tc_port_tx"
-            else ref.port_rx(f, bpf.state, bpf.qdev.ifindex, rx_queue))
+            else ref.port_rx(f, bpf.state, bpf.qdev.ifindex, rx_queue, meta))
     assert key(refv) == key(got), "the reference classifier disagrees"
 
 
@@ -52,8 +55,8 @@ def tx(bpf, f, reason, stack=S):
     expect(bpf, "tc_port_tx", f, reason, stack)
 
 
-def rx(bpf, f, reason, stack=S, rx_queue=0):
-    expect(bpf, "xdp_port_rx", f, reason, stack, rx_queue)
+def rx(bpf, f, reason, stack=S, rx_queue=0, meta=b""):
+    expect(bpf, "xdp_port_rx", f, reason, stack, rx_queue, meta)
 
 
 @pytest.fixture
@@ -244,6 +247,29 @@ def test_queue_beyond_max_queues_never_reaches_another_stacks_slot(inner):
 ], ids=["other-stack", "unclaimed", "arp", "icmpv6", "fragment"])
 def test_foreign_frames_are_dropped(inner, pkt):
     rx(inner, frame(pkt), "rx_dropped")
+
+
+MINE = frame(eth() / IP(src=PEER4, dst=A4) / UDP(dport=53))
+OTHERS = frame(eth() / IP(src=PEER4, dst=B4) / UDP(dport=53))
+
+
+def test_a_frame_the_demux_marked_for_this_stack_is_delivered_without_a_lookup(inner):
+    """The demux already looked the claim up: the port trusts its mark (only an XDP program can
+    write metadata), so even a claim released while the frame was in flight reaches its stack."""
+    inner.set_claims({})
+    rx(inner, MINE, "delivered", meta=ref.port_meta(S))
+    rx(inner, MINE, "orphaned", rx_queue=1, meta=ref.port_meta(S))   # still only to its own socket
+
+
+@pytest.mark.parametrize("meta", [
+    ref.port_meta(OTHER),                                        # another stack's mark
+    struct.pack("=II", 0x78736D30, S),                           # not the demux's magic
+    struct.pack("=I", 0x78736D31),                               # too short to be a mark
+    ref.port_meta(S)[4:] + ref.port_meta(S)[:4],                 # the fields swapped
+], ids=["other-stack", "magic", "short", "swapped"])
+def test_any_other_metadata_gets_the_full_check(inner, meta):
+    rx(inner, MINE, "delivered", meta=meta)
+    rx(inner, OTHERS, "rx_dropped", meta=meta)
 
 
 def test_rx_on_a_device_that_is_not_an_inner_end(inner):
