@@ -1,14 +1,16 @@
 /* xsk-tx: a raw AF_XDP transmit loop, the ceiling for a stack's TX on the same device.
  *
  *   xsk-tx --dev IF [--queue Q] --src-mac MAC --dst-mac MAC --src A.B.C.D:PORT --dst A.B.C.D:PORT
- *          [--frame BYTES] [--duration S]
+ *          [--frame BYTES] [--duration S] [--tune 0|1]
  *
  * One socket (libxdp's xsk API, XDP_COPY, no XDP program loaded: TX only) on queue Q of IF. Every
  * frame is the same IPv4/UDP frame of --frame bytes (default 1514: an MTU packet), built once in
  * every UMEM frame. The loop reserves TX descriptors, submits them, kicks with sendto(MSG_DONTWAIT)
  * (EAGAIN/EBUSY/ENOBUFS: the kernel has not taken the ring yet, kick again) and reaps completions,
- * until --duration (default 5 s) has passed. Prints one JSON line: frames (completed), seconds,
- * frames_per_s, gbit_per_s (whole frames), frame_bytes, kicks, kicks_again.
+ * until --duration (default 5 s) has passed. --tune 1 (the default) gives the socket the send
+ * buffer and per-kick budget a stack's sockets get (userstack/csrc/dev/xsk_tx_tune.h); --tune 0
+ * leaves the kernel's defaults. Prints one JSON line: frames (completed), seconds, frames_per_s,
+ * gbit_per_s (whole frames), frame_bytes, kicks, kicks_again, tx_tuned (XSK_TX_TUNED_* bits).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -24,7 +26,7 @@
 
 struct opts {
 	const char *dev;
-	unsigned queue, frame_len;
+	unsigned queue, frame_len, tune;
 	double duration;
 	uint8_t src_mac[6], dst_mac[6];
 	struct in_addr src, dst;
@@ -86,7 +88,7 @@ static void build_frame(uint8_t *f, const struct opts *o)
 static int parse_args(int argc, char **argv, struct opts *o)
 {
 	int have = 0;
-	*o = (struct opts){ .frame_len = 1514, .duration = 5 };
+	*o = (struct opts){ .frame_len = 1514, .duration = 5, .tune = 1 };
 	for (int i = 1; i + 1 < argc; i += 2) {
 		const char *a = argv[i], *v = argv[i + 1];
 		if (!strcmp(a, "--dev"))
@@ -105,6 +107,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			o->frame_len = (unsigned)atoi(v);
 		else if (!strcmp(a, "--duration"))
 			o->duration = atof(v);
+		else if (!strcmp(a, "--tune") && (!strcmp(v, "0") || !strcmp(v, "1")))
+			o->tune = v[0] == '1';
 		else
 			return -1;
 	}
@@ -120,7 +124,7 @@ int main(int argc, char **argv)
 	struct opts o;
 	if (parse_args(argc, argv, &o) < 0) {
 		fprintf(stderr, "usage: xsk-tx --dev IF [--queue Q] --src-mac MAC --dst-mac MAC "
-			"--src ADDR:PORT --dst ADDR:PORT [--frame BYTES] [--duration S]\n");
+			"--src ADDR:PORT --dst ADDR:PORT [--frame BYTES] [--duration S] [--tune 0|1]\n");
 		return 2;
 	}
 	struct xsk_ring_prod fill, tx;
@@ -140,6 +144,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	int fd = xsk_socket__fd(xsk);
+	int tuned = o.tune ? xsk_tx_tune(fd, RING_SIZE, FRAME_SIZE) : 0;
 
 	uint64_t frames = 0, kicks = 0, again = 0, next = 0;
 	uint32_t outstanding = 0;
@@ -174,9 +179,9 @@ int main(int argc, char **argv)
 	}
 	double secs = now_s() - t0;
 	printf("{\"frames\": %llu, \"seconds\": %.6f, \"frames_per_s\": %.1f, \"gbit_per_s\": %.4f, "
-	       "\"frame_bytes\": %u, \"kicks\": %llu, \"kicks_again\": %llu}\n",
+	       "\"frame_bytes\": %u, \"kicks\": %llu, \"kicks_again\": %llu, \"tx_tuned\": %d}\n",
 	       (unsigned long long)frames, secs, frames / secs, frames * o.frame_len * 8 / secs / 1e9,
-	       o.frame_len, (unsigned long long)kicks, (unsigned long long)again);
+	       o.frame_len, (unsigned long long)kicks, (unsigned long long)again, tuned);
 	xsk_socket__delete(xsk);
 	xsk_umem__delete(umem);
 	munmap(area, AREA_LEN);

@@ -9,6 +9,7 @@
 #include <sys/mman.h>
 #include <time.h>
 #include <xdp/xsk.h>
+#include "../userstack/csrc/dev/xsk_tx_tune.h"
 
 #define NUM_FRAMES 4096
 #define FRAME_SIZE XSK_UMEM__DEFAULT_FRAME_SIZE

@@ -13,9 +13,14 @@
 #include <xdp/xsk.h>
 #include "xdp_stats.h"
 #include "xsk.h"
+#include "xsk_tx_tune.h"
 
 #ifndef SOL_XDP
 #define SOL_XDP 283
+#endif
+#ifndef SO_PREFER_BUSY_POLL              /* asm-generic/socket.h, 5.11 and later */
+#define SO_PREFER_BUSY_POLL 69
+#define SO_BUSY_POLL_BUDGET 70
 #endif
 
 /* ------------------------------------------------------------------------------------------ */
@@ -111,6 +116,10 @@ struct us_xsk_set *us_xsk_create(const char *ifname, const uint32_t *queue_ids, 
 			set->q[i].xsk = NULL;
 			goto fail;
 		}
+		/* XDPSTACK_TX_TUNE=0 keeps the kernel's defaults (to measure what the tuning buys) */
+		const char *tune = getenv("XDPSTACK_TX_TUNE");
+		if (!tune || strcmp(tune, "0"))
+			xsk_tx_tune(xsk_socket__fd(set->q[i].xsk), ring_size, frame_size);
 	}
 	snprintf(d->ifname, sizeof(d->ifname), "%s", ifname);
 	d->ifindex = ifindex;
@@ -135,6 +144,25 @@ fail:
 	us_xsk_destroy(set);
 	*err = r < 0 ? r : -r;
 	return NULL;
+}
+
+int us_xsk_fd_zerocopy(int fd)
+{
+	struct xdp_options o;
+	socklen_t len = sizeof(o);
+	if (getsockopt(fd, SOL_XDP, XDP_OPTIONS, &o, &len) < 0)
+		return -errno;
+	return !!(o.flags & XDP_OPTIONS_ZEROCOPY);
+}
+
+int us_xsk_fd_busy_poll(int fd, int usecs, int budget)
+{
+	int one = 1;
+	if (setsockopt(fd, SOL_SOCKET, SO_PREFER_BUSY_POLL, &one, sizeof(one)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_BUSY_POLL, &usecs, sizeof(usecs)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_BUSY_POLL_BUDGET, &budget, sizeof(budget)) < 0)
+		return -errno;
+	return 0;
 }
 
 int us_xsk_fd_stats(int fd, struct us_xdp_stats *out)

@@ -28,6 +28,11 @@ struct us_xsk_set *us_xsk_create(const char *ifname, const uint32_t *queue_ids, 
 				 uint32_t flags, struct us_desc *d, int *err);
 /* Close the sockets and the memfd (a stack still holding inherited copies keeps them alive). */
 void us_xsk_destroy(struct us_xsk_set *set);
+/* 1 if the socket fd is bound in zero-copy mode, 0 in copy mode (XDP_OPTIONS), or -errno. */
+int us_xsk_fd_zerocopy(int fd);
+/* Preferred busy polling on the socket fd (SO_PREFER_BUSY_POLL, SO_BUSY_POLL usecs,
+ * SO_BUSY_POLL_BUDGET packets per poll); raising SO_BUSY_POLL needs CAP_NET_ADMIN. 0 or -errno. */
+int us_xsk_fd_busy_poll(int fd, int usecs, int budget);
 /* XDP_STATISTICS of one socket fd. 0 or -errno. */
 int us_xsk_fd_stats(int fd, struct us_xdp_stats *out);
 
