@@ -100,6 +100,17 @@ class XskSet:
             out[k] = v
         return out
 
+    @property
+    def zerocopy(self) -> bool:
+        """Every socket bound in zero-copy mode (XDP_OPTIONS); False in copy mode."""
+        return all(check(lib.us_xsk_fd_zerocopy(fd)) == 1 for fd in self.fds)
+
+    def busy_poll(self, usecs: int = 20, budget: int = 64) -> None:
+        """Preferred busy polling on every socket (SO_PREFER_BUSY_POLL, SO_BUSY_POLL,
+        SO_BUSY_POLL_BUDGET): the stack's own poll calls drive the NIC's NAPI. Needs CAP_NET_ADMIN."""
+        for fd in self.fds:
+            check(lib.us_xsk_fd_busy_poll(fd, usecs, budget))
+
     def stats(self) -> list[dict]:
         """XDP_STATISTICS of each socket."""
         out = []

@@ -30,13 +30,16 @@ class Stack:
     demux: dict[str, int]                      # struct xs_stack_stats: the demux's and guard's view
     own: dict[str, dict[str, int]] | None      # {"stack": us_stats, "tcp": us_tcp_stats}, or None
     xsk: list[dict] = field(default_factory=list)   # XDP_STATISTICS per queue (launcher's record)
+    mode: str = "isolated"                     # or "direct, unguarded" (registry.MODES)
+    xsk_bind: str | None = None                # "copy" or "zero-copy" (launcher's record)
 
     def row(self) -> dict:
         """The `xdpstack stacks --json` row."""
         return {"ifname": self.ifname, "id": self.id, "name": self.name, "launcher_pid": self.launcher_pid,
                 "pid": self.pid, "user": self.user, "uid": self.uid, "cmd": self.cmd, "queues": self.queues,
                 "port_ifindex": self.port_ifindex, "tuples": self.tuples, "counters": self.demux,
-                "xdp_statistics": self.xsk, "stack_counters": self.own}
+                "xdp_statistics": self.xsk, "stack_counters": self.own, "mode": self.mode,
+                "xsk_bind": self.xsk_bind}
 
 
 @dataclass
@@ -81,7 +84,8 @@ def stacks_of(ifname: str, snap: counters.Snapshot | None = None) -> list[Stack]
         own = stackstats.read(st["launcher_pid"], st["stats_fd"]) if "stats_fd" in st else None
         out.append(Stack(ifname, r.id, r.name, r.pid, st.get("pid"), r.user, r.uid, st.get("cmd"),
                          r.xsk_slots, r.port_ifindex, [str(c) for c in claims if c.stack == r.id],
-                         snap.stacks.get(r.id, {}), own, st.get("xdp_statistics", [])))
+                         snap.stacks.get(r.id, {}), own, st.get("xdp_statistics", []),
+                         registry.MODES.get(r.target, "?"), st.get("xsk_bind")))
     return sorted(out, key=lambda s: s.id)
 
 

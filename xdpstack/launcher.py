@@ -6,6 +6,7 @@ This is the one place where the control path (xdpstack) and the stacks (userstac
     2. claim its 3-tuples, bound as the user       registry.claim_all (the kernel's bind() decides)
     3. give it a virtual port                      ports.create (veth pair, port programs, devmap)
     4. create its UMEM and AF_XDP sockets          userstack.xsk.create, registry.set_xsk
+       (on the port's inner end; in direct mode on the NIC's own queues, and step 3 is skipped)
     5. start CMD as the user, fds inherited        subprocess + XDPSTACK_* environment
     6. answer its control channel                  userstack.agent.StackAgent (neighbours), with
                                                    the launcher's ephemeral claims injected
@@ -38,6 +39,7 @@ from xdpstack.layout import CONST
 
 PR_SET_PDEATHSIG = 1
 TARGET_PORT = CONST["XS_TARGET_PORT"]
+TARGET_XSK = CONST["XS_TARGET_XSK"]
 STATUS_INTERVAL = 1.0
 
 
@@ -53,6 +55,8 @@ class RunSpec:
     name: str | None = None
     grace: float = 0.5                  # SIGTERM to CMD, then SIGKILL after this long
     env: dict[str, str] = field(default_factory=dict)   # extra XDPSTACK_* options for the stack
+    direct: bool = False                # sockets on the NIC's own queues: no port, no egress guard
+    zerocopy: str = "auto"              # direct mode: auto | on | off
 
 
 @dataclass
@@ -108,6 +112,7 @@ class Launch:
         self.rec = None
         self.xsks = None
         self.claims = None
+        self.target = TARGET_PORT
         self.status_path: Path | None = None
         self.stats_fd = -1                  # the stack's counters page (stackstats), read live
 
@@ -129,6 +134,11 @@ class Launch:
             raise UsageError("claim at least one port: --udp PORT or --tcp PORT")
         if not 1 <= s.queues <= CONST["XS_MAX_QUEUES"]:
             raise UsageError(f"--queues must be 1..{CONST['XS_MAX_QUEUES']}")
+        if s.zerocopy not in ("auto", "on", "off"):
+            raise UsageError(f"--zerocopy must be auto, on or off, not {s.zerocopy!r}")
+        if s.zerocopy != "auto" and not s.direct:
+            raise UsageError("--zerocopy is for --direct stacks (an isolated stack's port is a veth: "
+                             "copy mode)")
         user = resolve_user(s.user)
         cmd = resolve_command(s.cmd)
         if user.uid != os.getuid():                      # before anything is claimed: one line
@@ -139,21 +149,33 @@ class Launch:
         link = netlink.link_info(nic_index)
         addrs = [a.address for a in netlink.addresses(nic_index)]
         tuples = [("udp", s.addr, p) for p in s.udp] + [("tcp", s.addr, p) for p in s.tcp]
+        # Direct: a frame is received on whichever queue the NIC picks, so the stack takes them all
+        # (veth and NICs without ntuple steering cannot send its flows to chosen queues).
+        nqueues = link.rx_queues if s.direct else s.queues
+        if nqueues > CONST["XS_MAX_QUEUES"]:
+            raise UsageError(f"{s.ifname} has {nqueues} RX queues; a direct stack can hold "
+                             f"{CONST['XS_MAX_QUEUES']} at most")
+        self.target = TARGET_XSK if s.direct else TARGET_PORT
 
         self.rec = registry.register_stack(s.ifname, name[:CONST["XS_NAME_LEN"] - 1], uid=user.uid,
-                                           queues=s.queues, target=TARGET_PORT)
+                                           queues=nqueues, target=self.target)
         self.undo.callback(registry.unregister_stack, s.ifname, self.rec.id)
         # Claims first: a conflict fails here, before anything else is built or CMD starts.
-        self.claims = registry.claim_all(s.ifname, tuples, self.rec, user.uid, user.gid, target=TARGET_PORT)
+        self.claims = registry.claim_all(s.ifname, tuples, self.rec, user.uid, user.gid, target=self.target)
         self.undo.callback(self.claims.release)
-        port = ports.create(s.ifname, nic_index, self.rec.id, s.queues, link.mtu)
-        self.undo.callback(ports.remove, s.ifname, self.rec.id, port)
-        self.rec.port_ifindex = port.outer_index
-        registry.update_stack(s.ifname, self.rec)
 
         from userstack import agent, xsk  # the stack half, imported only here
-        self.xsks = xsk.create(port.inner, queues=s.queues)
+        if s.direct:
+            self.xsks = _direct_sockets(xsk, s.ifname, nqueues, s.zerocopy)
+        else:
+            port = ports.create(s.ifname, nic_index, self.rec.id, s.queues, link.mtu)
+            self.undo.callback(ports.remove, s.ifname, self.rec.id, port)
+            self.rec.port_ifindex = port.outer_index
+            registry.update_stack(s.ifname, self.rec)
+            self.xsks = xsk.create(port.inner, queues=s.queues)
         self.undo.callback(self.xsks.close)            # closing the sockets empties their XSK slots
+        if s.direct and {**os.environ, **s.env}.get("XDPSTACK_BUSY_POLL") == "1":
+            self.xsks.busy_poll()                      # the stack's spinning drives the NIC's NAPI
         for qid, fd in zip(self.xsks.queue_ids, self.xsks.fds, strict=True):
             registry.set_xsk(s.ifname, self.rec, qid, fd)
         self.stats_fd, stats_size = stackstats.create()
@@ -195,7 +217,7 @@ class Launch:
         if proto is None:
             raise OSError(errno.EPROTONOSUPPORT, "tcp or udp only")
         c = registry.claim_ephemeral(self.spec.ifname, proto, m.family, m.remote, self.rec,
-                                     self.user.uid, self.user.gid, target=TARGET_PORT)
+                                     self.user.uid, self.user.gid, target=self.target)
         self.claims.add(c)
         first = c.claims[0]
         return first.addr, first.port
@@ -262,7 +284,9 @@ class Launch:
             self.undo.callback(lambda: self.status_path.unlink(missing_ok=True))
         info = {"ifname": self.spec.ifname, "stack": self.rec.id, "name": self.rec.name,
                 "launcher_pid": os.getpid(), "pid": self.child.pid, "user": self.user.name,
-                "uid": self.user.uid, "cmd": self.spec.cmd, "queues": self.spec.queues,
+                "uid": self.user.uid, "cmd": self.spec.cmd, "queues": len(self.xsks.fds),
+                "mode": registry.MODES[self.target],
+                "xsk_bind": "zero-copy" if self.xsks.zerocopy else "copy",
                 "tuples": [str(c) for c in self.claims], "xdp_statistics": self.xsks.stats(),
                 "stats_fd": self.stats_fd, "updated": time.time()}
         tmp = self.status_path.with_suffix(".tmp")
@@ -271,6 +295,28 @@ class Launch:
 
     def close(self):
         self.undo.close()
+
+
+def _direct_sockets(xsk, ifname: str, nqueues: int, zerocopy: str):
+    """The direct stack's sockets on every queue of the NIC: zero-copy if asked (on) or if the
+    driver has it (auto), else copy mode."""
+    queues = list(range(nqueues))
+    try:
+        if zerocopy != "off":
+            try:
+                return xsk.create(ifname, queues=queues, zerocopy=True)
+            except OSError as e:
+                if zerocopy == "on" or e.errno == errno.EBUSY:
+                    raise
+        return xsk.create(ifname, queues=queues, copy=True)
+    except OSError as e:
+        if e.errno == errno.EBUSY:
+            raise StackError(f"{ifname}: a queue already has an AF_XDP socket (another direct stack?); "
+                             "one direct stack owns a NIC's queues") from None
+        if zerocopy == "on":
+            raise StackError(f"{ifname}: no zero-copy AF_XDP here ({e.strerror}): use --zerocopy auto "
+                             "or off") from None
+        raise StackError(f"{ifname}: cannot bind AF_XDP sockets: {e.strerror}") from None
 
 
 def _exit_code(rc: int) -> int:

@@ -39,6 +39,9 @@ from xdpstack.reservation import bind_as, drop_everything, socket_holders, user_
 
 TARGET_XSK = CONST["XS_TARGET_XSK"]
 TARGET_PORT = CONST["XS_TARGET_PORT"]
+# What status, stacks and top call a stack by its target: a port's egress guard checks every frame
+# an isolated stack sends; a direct stack's sockets are on the NIC, which no guard sees.
+MODES = {TARGET_PORT: "isolated", TARGET_XSK: "direct, unguarded"}
 MAX_STACKS = CONST["XS_MAX_STACKS"]
 MAX_QUEUES = CONST["XS_MAX_QUEUES"]
 NAME_LEN = CONST["XS_NAME_LEN"]

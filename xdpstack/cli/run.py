@@ -25,16 +25,22 @@ FAULT_HELP = ("Inject faults between the NIC and the stack, e.g. 'seed=1 drop=0.
 @click.option("--name", metavar="NAME", help="Stack name shown by `xdpstack stacks` (default: CMD).")
 @click.option("--cc", type=click.Choice(["cubic", "newreno"]), help="TCP congestion control of the stack.")
 @click.option("--faults", metavar="SPEC", help=FAULT_HELP)
+@click.option("--direct", is_flag=True, help="Bind the stack's AF_XDP sockets on IFACE's own queues "
+              "(zero-copy where the driver has it): no virtual port, so NO egress guard checks what it "
+              "sends. For one trusted application; it takes every queue of IFACE.")
+@click.option("--zerocopy", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True,
+              help="With --direct: zero-copy if the driver has it (auto), always (on), never (off).")
 @click.option("--grace", type=click.FloatRange(0, 10), default=0.5, show_default=True,
               help="Seconds CMD gets after SIGTERM before SIGKILL, when the launcher is stopped.")
 @click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED, metavar="-- CMD [ARGS]...")
 @command()
-def run(ifname, udp, tcp, addr, user, queues, name, cc, faults, grace, cmd):
+def run(ifname, udp, tcp, addr, user, queues, name, cc, faults, direct, zerocopy, grace, cmd):
     """Run CMD on its own user-level stack on IFACE, claiming the given ports.
 
     \b
     xdpstack run eth1 --udp 7000 -- userstack-echo
     xdpstack run eth1 --tcp 80 --user www-data -- userstack-httpd --body-size 64
+    xdpstack run eth1 --direct --udp 7000 -- userstack-echo   (trusted: unguarded)
 
     The launcher stays as CMD's supervisor: when CMD exits, is killed, or the launcher gets
     SIGINT/SIGTERM, the claims, map entries, port and sockets are released, and CMD's exit status
@@ -46,7 +52,8 @@ def run(ifname, udp, tcp, addr, user, queues, name, cc, faults, grace, cmd):
     if faults:
         env["XDPSTACK_FAULTS"] = faults
     spec = launcher.RunSpec(ifname=ifname, cmd=list(cmd), udp=list(udp), tcp=list(tcp), addr=addr,
-                            user=user, queues=queues, name=name, grace=grace, env=env)
+                            user=user, queues=queues, name=name, grace=grace, env=env, direct=direct,
+                            zerocopy=zerocopy)
     raise SystemExit(launcher.run(spec))
 
 
@@ -70,7 +77,8 @@ def stacks(ifname, as_json):
         c = s["counters"]
         drops = sum(q.get("rx_dropped", 0) + q.get("rx_ring_full", 0) for q in s["xdp_statistics"])
         click.echo(f"{s['ifname']} stack {s['id']} {s['name']}: pid {s['pid']} "
-                   f"(launcher {s['launcher_pid']}), user {s['user']}, {s['queues']} queue(s)")
+                   f"(launcher {s['launcher_pid']}), user {s['user']}, {s['queues']} queue(s), "
+                   f"{s['mode']}" + (f" ({s['xsk_bind']})" if s["xsk_bind"] else ""))
         click.echo(f"  tuples  {', '.join(s['tuples']) or '-'}")
         click.echo(f"  rx {c.get('rx_packets', 0)} pkts {c.get('rx_bytes', 0)} B   "
                    f"tx {c.get('tx_packets', 0)} pkts {c.get('tx_bytes', 0)} B   "

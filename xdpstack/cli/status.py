@@ -24,6 +24,7 @@ def describe(ifname: str) -> dict:
         "stacks": [{"id": s.id, "name": s.name, "pid": s.pid, "uid": s.uid, "user": s.user,
                     "xsk_first_slot": s.xsk_first_slot, "xsk_slots": s.xsk_slots,
                     "port_ifindex": s.port_ifindex, "target": s.target,
+                    "mode": registry.MODES.get(s.target, "?"),
                     "counters": demux.get(s.id, {})} for s in stacks],
         "claims": [{"proto": c.proto, "family": c.family, "addr": c.addr, "port": c.port,
                     "wildcard": c.wildcard, "stack": c.stack, "owner": _owner(by_id.get(c.stack)),
@@ -53,7 +54,7 @@ def _text(d: dict) -> str:
         for i, s in enumerate(d["stacks"]):
             last = s["xsk_first_slot"] + s["xsk_slots"] - 1
             lines.append(f"  {'stacks' if i == 0 else '':9} {s['id']:>3} {s['name']}  pid {s['pid']}"
-                         f"  user {s['user']}  xsk slots {s['xsk_first_slot']}..{last}")
+                         f"  user {s['user']}  {s['mode']}  xsk slots {s['xsk_first_slot']}..{last}")
     else:
         lines.append("  stacks    none")
     if d["claims"]:

@@ -56,7 +56,8 @@ def frame(cur: list[collector.Iface], prev: list[collector.Iface] | None) -> Gro
             txb = own["tx_bytes"] if own else sr["demux"].get("tx_bytes", 0)
             conns = str(s.own["tcp"]["conns"]) if s.own else "?"
             retr = f"{sr['tcp']['retransmits']:,.0f}" if "tcp" in sr else "?"
-            tab.add_row(s.name, s.user, str(s.pid or s.launcher_pid), f"{rx:,.0f}", _si(8 * rxb, "b/s"),
+            name = s.name if s.mode == "isolated" else f"{s.name} ({s.mode})"
+            tab.add_row(name, s.user, str(s.pid or s.launcher_pid), f"{rx:,.0f}", _si(8 * rxb, "b/s"),
                         f"{tx:,.0f}", _si(8 * txb, "b/s"), _drops(sr), conns, retr)
         if not i.stacks:
             tab.add_row("(no stacks)", "", "", "", "", "", "", "", "", "")
