@@ -128,11 +128,12 @@ def test_bench_result_shape(root, tmp_path):
     for name in res["targets"]:
         assert isinstance(res["targets"][name]["value"], int | float), name
     live = res["live"]
-    for path in ("libxdp", "xdpstack"):        # frames really reached the consumer on both paths
+    for path in ("libxdp", "xdpstack", "direct"):     # frames really reached the consumer on each path
         (r,) = live["runs"][path]
         # libxdp's program takes every frame of the queue: the peer's own ND/MLD frames too
         assert live["mpps"][path] > 0 and 0 < r["delivered"] <= r["sent"] + 100, (path, r)
     assert live["ratio_vs_libxdp"] > 0 and "libxdp's default program" in demux.format_text(res)
+    assert live["isolated_ratio_vs_direct"] > 0 and "direct (demux into a socket" in demux.format_text(res)
     assert steps and all(s.startswith("demux") for s in steps)
     text = demux.format_text(res)
     assert "hit_ipv4" in text and "extra ns" in text and "10,000" in text

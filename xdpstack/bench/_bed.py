@@ -245,3 +245,26 @@ def raw_port(tb: Testbed, udp_port: int, name: str):
             rec.port_ifindex = port.outer_index
             registry.update_stack(h.ifname, rec)
         yield rec, port.inner
+
+
+@contextlib.contextmanager
+def direct_stack(tb: Testbed, udp_port: int, name: str):
+    """What the launcher builds for a direct stack (`run --direct`) before it binds its sockets: a
+    registered stack and one UDP claim (udp_port on the dut address), both with the XSK target, and
+    no port. Yields the stack record: a raw AF_XDP loop binds the dut veth's queue 0 and puts its
+    socket in the record's first XSK slot (xsk-rx --xsks-fd --slot)."""
+    from xdpstack.launcher import TARGET_XSK
+    h = tb.dut
+    with netlink.netns(h.ns):
+        rec = registry.register_stack(h.ifname, name, uid=0, target=TARGET_XSK)
+    try:
+        with netlink.netns(h.ns):
+            claims = registry.claim_all(h.ifname, [("udp", h.addr4, udp_port)], rec, 0, 0, target=TARGET_XSK)
+        try:
+            yield rec
+        finally:
+            with netlink.netns(h.ns):
+                claims.release()
+    finally:
+        with netlink.netns(h.ns):
+            registry.unregister_stack(h.ifname, rec.id)

@@ -217,7 +217,9 @@ def format_text(result: dict) -> str:
         lines.append(f"live frames into a spinning AF_XDP consumer ({lv['consumer']}), median of "
                      f"{lv['rounds']}: xdpstack (demux, port, xdp_port_rx) {lv['mpps']['xdpstack']:.2f} "
                      f"Mpps, libxdp's default program {lv['mpps']['libxdp']:.2f} Mpps: "
-                     f"{_v(lv['ratio_vs_libxdp'])}x")
+                     f"{_v(lv['ratio_vs_libxdp'])}x; direct (demux into a socket on the NIC) "
+                     f"{lv['mpps']['direct']:.2f} Mpps, {_v(lv['direct_ratio_vs_libxdp'])}x; isolated "
+                     f"over direct {_v(lv['isolated_ratio_vs_direct'])}x")
     lines.append("targets: " + "; ".join(f"{k} {_v(t['value'])} ({t['target']}: {met(t['met'])})"
                                          for k, t in result["targets"].items()))
     return "\n".join(lines)

@@ -12,11 +12,15 @@ spinning on CPU 1, every frame straight back to the fill ring):
                stack, one UDP claim, the port pair with its programs); xsk-rx binds the port's inner
                end and puts its socket in the stack's XSK slot. The generator runs the demux: a
                claimed frame goes demux -> port (veth) -> xdp_port_rx -> the socket, the path of
-               every stack's packet today.
+               every stack's packet of an isolated stack.
+    direct     the demux attached; a stack registered as `run --direct` registers one (one UDP
+               claim, the XSK target, no port); xsk-rx binds queue 0 of the dut veth itself and
+               puts its socket in the stack's slot: demux -> the socket.
 
-Delivered frames per second of generator time, median over `rounds` rounds per path; the ratio is
-xdpstack's over libxdp's. Both deliveries run on the generator's core, so a lower ratio is the
-extra work per frame on the xdpstack path (the port's veth hop).
+Delivered frames per second of generator time, median over `rounds` rounds per path; the ratios are
+xdpstack's (isolated) and direct's over libxdp's, and isolated over direct (the port's cost, as
+`isolation_rx_ratio` measures it with whole stacks). All deliveries run on the generator's core, so
+a lower ratio is the extra work per frame on that path.
 """
 from __future__ import annotations
 
@@ -28,13 +32,13 @@ import time
 
 from xdpstack import libbpf, loader, netlink, paths, procs
 from xdpstack.bench import Progress, say
-from xdpstack.bench._bed import BenchError, json_line, raw_port, venv_bin
+from xdpstack.bench._bed import BenchError, direct_stack, json_line, raw_port, venv_bin
 from xdpstack.bench.rx import GEN_CPU, SINK_CPU, Generator, udp4_frame
 from xdpstack.testbed import Testbed
 
 PORT_LIVE = 9100
 PAYLOAD = 22                           # 14 + 20 + 8 + 22: a 64-byte frame
-PATHS = ("libxdp", "xdpstack")
+PATHS = ("libxdp", "xdpstack", "direct")
 
 
 def _consumer(tb: Testbed, dev: str, seconds: float, *extra: str, pass_fds=()) -> subprocess.Popen:
@@ -75,10 +79,13 @@ def _round(tb: Testbed, which: str, frame: bytes, seconds: float) -> dict:
                 raise BenchError("libxdp loaded no program on the dut veth")
             gen = Generator(tb, frame, libbpf.prog_fd_by_id(state.prog_id))
         else:
-            rec, inner = undo.enter_context(raw_port(tb, PORT_LIVE, "xsk-rx"))
+            if which == "xdpstack":
+                rec, dev = undo.enter_context(raw_port(tb, PORT_LIVE, "xsk-rx"))
+            else:                                   # direct: the socket on the dut veth itself
+                rec, dev = undo.enter_context(direct_stack(tb, PORT_LIVE, "xsk-rx")), tb.dut.ifname
             xsks = libbpf.obj_get(str(paths.pin_dir(tb.dut.ifname) / "xsks"))
             undo.callback(os.close, xsks)
-            p = _consumer(tb, inner, life, "--xsks-fd", str(xsks), "--slot", str(rec.xsk_first_slot),
+            p = _consumer(tb, dev, life, "--xsks-fd", str(xsks), "--slot", str(rec.xsk_first_slot),
                           pass_fds=(xsks,))
             gen = Generator(tb, frame)
         undo.callback(procs.stop, p)
@@ -104,9 +111,11 @@ def run(seconds: float = 2.0, rounds: int = 3, progress: Progress | None = None)
             runs["libxdp"].append(_round(tb, "libxdp", frame, seconds))
         loader.attach(tb.dut.ifname)
         try:
-            for rnd in range(rounds):
+            for rnd in range(rounds):            # isolated and direct alternate: same drift
                 say(progress, f"demux live: xdpstack's demux and port, round {rnd + 1}/{rounds}")
                 runs["xdpstack"].append(_round(tb, "xdpstack", frame, seconds))
+                say(progress, f"demux live: xdpstack's demux, direct, round {rnd + 1}/{rounds}")
+                runs["direct"].append(_round(tb, "direct", frame, seconds))
         finally:
             loader.detach(tb.dut.ifname, force=True)
     med = {p: statistics.median(r["mpps"] for r in runs[p]) for p in PATHS}
@@ -114,4 +123,6 @@ def run(seconds: float = 2.0, rounds: int = 3, progress: Progress | None = None)
             "generator": f"live-frames BPF_PROG_TEST_RUN on the dut veth, CPU {GEN_CPU}",
             "consumer": f"tools/xsk-rx, XDP_COPY, spinning, CPU {SINK_CPU}",
             "mpps": med, "runs": runs,
-            "ratio_vs_libxdp": round(med["xdpstack"] / med["libxdp"], 3) if med["libxdp"] else None}
+            "ratio_vs_libxdp": round(med["xdpstack"] / med["libxdp"], 3) if med["libxdp"] else None,
+            "direct_ratio_vs_libxdp": round(med["direct"] / med["libxdp"], 3) if med["libxdp"] else None,
+            "isolated_ratio_vs_direct": round(med["xdpstack"] / med["direct"], 3) if med["direct"] else None}

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from xdpstack.bench import suite
 
-TITLES = {"demux": "Demux (the XDP program)", "rx": "UDP receive", "http": "HTTP", "tcp": "TCP"}
+TITLES = {"demux": "Demux (the XDP program)", "rx": "UDP receive", "http": "HTTP", "tcp": "TCP",
+          "isolation": "Isolated vs direct"}
 
 
 def write(out: dict, outdir: Path) -> Path:

@@ -149,10 +149,11 @@ class Sink:
         procs.stop(self.proc)
 
 
-def user_sink(tb: Testbed) -> Sink:
+def user_sink(tb: Testbed, direct: bool = False) -> Sink:
+    """userstack-echo --sink on its own stack: isolated (its port) or, with direct, `run --direct`."""
     argv = ["taskset", "-c", str(SINK_CPU), _bin("xdpstack"), "--netns", tb.dut.ns, "run", tb.dut.ifname,
-            "--udp", str(PORT), "--user", "nobody", "--name", "rx-sink", "--",
-            "userstack-echo", "--sink", "--quiet"]
+            "--udp", str(PORT), "--user", "nobody", "--name", "rx-sink", *(["--direct"] if direct else []),
+            "--", "userstack-echo", "--sink", "--quiet"]
     # taskset execs the launcher in place: p.pid is the launcher's, userstack-echo is its child.
     p = tb.track(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
 
@@ -289,7 +290,10 @@ def search(gen: Generator, sink: Sink, full: Trial, seconds: float, steps: int, 
 
 
 def start_sink(tb: Testbed, which: str, rcvbuf: int) -> Sink:
-    return user_sink(tb) if which == "user" else kernel_sink(tb, rcvbuf)
+    """which: user (an isolated stack), direct (a direct stack) or kernel."""
+    if which in ("user", "direct"):
+        return user_sink(tb, direct=which == "direct")
+    return kernel_sink(tb, rcvbuf)
 
 
 def measure(tb: Testbed, which: str, frame: bytes, seconds: float, steps: int, rcvbuf: int) -> dict:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from xdpstack.bench import Progress, say, target
 
-BENCHES = ("demux", "rx", "http", "tcp")
+BENCHES = ("demux", "rx", "http", "tcp", "isolation")
 TARGETS = {
     "demux": ("demux_hit_extra_ns", "demux_miss_extra_ns", "demux_min_mpps", "demux_live_ratio_vs_libxdp"),
     "rx": ("rx_cpu_ratio_vs_kernel", "rx_zero_loss_ratio_vs_kernel"),
@@ -24,6 +24,7 @@ TARGETS = {
              "http_rps_ratio_vs_nginx_server_bound"),
     "tcp": ("tcp_bulk_out_ratio_vs_kernel_per_frame", "tcp_bulk_in_ratio_vs_kernel",
             "tcp_rr_p50_ratio_vs_kernel_spinning"),
+    "isolation": ("isolation_rx_ratio", "isolation_tx_ratio", "isolation_http_ratio"),
 }
 
 

@@ -73,6 +73,7 @@ from xdpstack.bench._bed import (
     wait_ready,
 )
 from xdpstack.bench.cpu import Meter, cpu_ratio
+from xdpstack.testbed import Testbed
 
 PORT_US, PORT_US_BUSY, PORT_KERNEL, PORT_IPERF, PORT_KERNEL_SPIN = 5201, 5204, 5202, 5203, 5205
 PORT_CLIENT_CLAIM = 5299               # what the user-stack client's launch claims (it connects out)
@@ -110,9 +111,9 @@ def _ethtool(bed: Bed, host: str, features: list[str]):
         raise BenchError(f"ethtool -K {' '.join(features)} on the {host} veth: {r.stderr.strip()}")
 
 
-def peer_frames(bed: Bed, direction: str) -> int:
+def peer_frames(tb: Testbed, direction: str) -> int:
     """Frames the peer's veth has received (from_dut) or sent (to_dut)."""
-    h = bed.tb.peer
+    h = tb.peer
     with netlink.netns(h.ns), IPRoute() as ipr:
         stats = ipr.get_links(h.ifindex)[0].get_attr("IFLA_STATS64")
     return stats["rx_packets" if direction == "from_dut" else "tx_packets"]
@@ -184,7 +185,7 @@ class Tools:
         """userstack-tcpperf --kernel in the peer against the dut's server on port: one connection,
         metered over both cores, frames counted at the peer."""
         mode = "send" if direction == "to_dut" else "recv"
-        f0 = peer_frames(self.bed, direction)
+        f0 = peer_frames(self.bed.tb, direction)
         meter = Meter(roles=self.roles()).start()
         r = self.bed.run("peer", [*self.pin("client"), self.tcpperf, "--kernel", "--connect",
                                   f"{self.addr}:{port}", "--mode", mode, "--duration", str(duration)],
@@ -193,7 +194,7 @@ class Tools:
         if r.returncode != 0:
             raise BenchError(f"bulk {direction} against port {port} failed: {r.stderr.strip()[-300:]}")
         res = json_line(r.stdout)
-        return _bulk_cell(res["gbit_per_s"], res["bytes"], peer_frames(self.bed, direction) - f0,
+        return _bulk_cell(res["gbit_per_s"], res["bytes"], peer_frames(self.bed.tb, direction) - f0,
                           res["seconds"], usage)
 
     def iperf(self, direction: str, duration: float) -> dict:
@@ -203,7 +204,7 @@ class Tools:
         if direction == "from_dut":
             argv.append("-R")
         for _ in range(3):      # "the server is busy" right after a previous test: retry
-            f0 = peer_frames(self.bed, direction)
+            f0 = peer_frames(self.bed.tb, direction)
             meter = Meter(roles=self.roles()).start()
             r = self.bed.run("peer", argv, timeout=duration + 60)
             usage = meter.stop()
@@ -214,21 +215,21 @@ class Tools:
             if "error" not in res:
                 s = res["end"]["sum_received"]
                 return _bulk_cell(s["bits_per_second"] / 1e9, s["bytes"],
-                                  peer_frames(self.bed, direction) - f0, s["seconds"], usage)
+                                  peer_frames(self.bed.tb, direction) - f0, s["seconds"], usage)
         raise BenchError(f"iperf3 {direction} failed: {res['error']}")
 
     def raw_tx(self, duration: float) -> dict:
         """xsk-tx on a bare port in the dut (the stack's TX path), pinned like the server."""
         dut, peer = self.bed.tb.dut, self.bed.tb.peer
         with raw_port(self.bed.tb, PORT_RAW, "xsk-tx") as (_, inner):
-            f0 = peer_frames(self.bed, "from_dut")
+            f0 = peer_frames(self.bed.tb, "from_dut")
             meter = Meter(roles={"server": self.cpus[0]}).start()
             r = self.bed.run("dut", [*self.pin("server"), self.xsk_tx, "--dev", inner, "--src-mac", dut.mac,
                                      "--dst-mac", RAW_DST_MAC, "--src", f"{dut.addr4}:{PORT_RAW}",
                                      "--dst", f"{peer.addr4}:9", "--frame", str(self.frame_bytes),
                                      "--duration", str(duration)], timeout=duration + 60)
             usage = meter.stop()
-            at_peer = peer_frames(self.bed, "from_dut") - f0
+            at_peer = peer_frames(self.bed.tb, "from_dut") - f0
         if r.returncode != 0:
             raise BenchError(f"xsk-tx failed: {r.stderr.strip()[-300:]}")
         res = json_line(r.stdout)

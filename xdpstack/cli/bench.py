@@ -102,6 +102,21 @@ def tcp(as_json: bool, duration: float, rounds: int, kernel_traffic: bool):
     emit_json(result) if as_json else click.echo(bench_tcp.format_text(result))
 
 
+@bench.command("isolation")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--seconds", type=click.FloatRange(0.2, 30), default=1.0, show_default=True,
+              help="Seconds per RX trial.")
+@click.option("--rounds", type=click.IntRange(1, 20), default=3, show_default=True,
+              help="Rounds per mode, the modes alternating (the median is reported).")
+@command()
+def isolation(as_json: bool, seconds: float, rounds: int):
+    """One stack isolated (its port and egress guard) against direct (`run --direct`, sockets on
+    the NIC): RX datagrams/s and CPU per datagram, raw AF_XDP TX frames/s and CPU per frame."""
+    from xdpstack.bench import isolation as bench_isolation
+    result = bench_isolation.run(seconds=seconds, rounds=rounds)
+    emit_json(result) if as_json else click.echo(bench_isolation.format_text(result))
+
+
 @bench.command("all")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole result as JSON.")
 @click.option("--out", "outdir", type=click.Path(file_okay=False), default="bench", show_default=True,
