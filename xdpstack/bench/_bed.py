@@ -157,13 +157,14 @@ class Bed:
         self.undo.close()
 
     # -- processes -----------------------------------------------------------------------------------
-    def launch(self, cmd: list[str], tcp: list[int], env: dict[str, str] | None = None, host: str = "dut"):
+    def launch(self, cmd: list[str], tcp: list[int], env: dict[str, str] | None = None, host: str = "dut",
+               direct: bool = False):
         """CMD on its own user-level stack on the host's veth (what `xdpstack --netns NS run` does,
-        in-process; the demux must be attached there); stopped (and everything the launcher built
-        undone) when the bed goes down, or earlier with close_launch()."""
+        in-process; the demux must be attached there; direct: `run --direct`); stopped (and
+        everything the launcher built undone) when the bed goes down, or earlier with close_launch()."""
         from xdpstack.launcher import Launch, RunSpec
         h = self.host(host)
-        spec = RunSpec(ifname=h.ifname, cmd=cmd, tcp=tcp, env=env or {})
+        spec = RunSpec(ifname=h.ifname, cmd=cmd, tcp=tcp, env=env or {}, direct=direct)
         with netlink.netns(h.ns):
             launch = Launch(spec).start()
         launch.bench_host = host
