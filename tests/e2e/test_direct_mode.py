@@ -22,12 +22,13 @@ from tests.e2e.test_launcher import (
     claims,
     echoes,
     kernel_can_bind,
+    kernel_udp_echo,
     launch,
     stacks,
     wait_running,
 )
 from tests.fixtures.testbed import wait_until
-from xdpstack import procs, registry
+from xdpstack import registry
 
 pytest_plugins = ["tests.fixtures.xdpstack_fixtures"]
 pytestmark = pytest.mark.root
@@ -59,11 +60,7 @@ def xdpstack(tb, *args: str) -> subprocess.CompletedProcess:
 
 def test_udp_and_tcp_echo_v4_v6_then_sigkill(attached_bed):
     tb, _ = attached_bed
-    kecho = tb.track(tb.dut.popen(["python3", "-c", "import socket; s = socket.socket(socket.AF_INET, "
-                                   "socket.SOCK_DGRAM); s.bind(('0.0.0.0', 7201)); print('ok', flush=True)\n"
-                                   "while True:\n  d, a = s.recvfrom(2048); s.sendto(d, a)"],
-                                  stdout=subprocess.PIPE, text=True))
-    assert procs.readline(kecho.stdout, 10).strip() == "ok"
+    kecho = kernel_udp_echo(tb, 7201)
     p = launch(tb, "--direct", "--udp", "7200", "--tcp", "7200", "--name", "direct-echo")
     wait_running(tb, p)
     (rec,) = stacks(tb)

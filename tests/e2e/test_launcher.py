@@ -264,13 +264,20 @@ def test_a_command_the_user_cannot_reach_is_refused_before_any_claim(attached_be
     assert_nothing_left(tb)
 
 
-def test_kernel_services_keep_working_beside_a_stack(attached_bed):
-    tb, _ = attached_bed
-    kecho = tb.track(tb.dut.popen(["python3", "-c", "import socket; s = socket.socket(socket.AF_INET, "
-                                   "socket.SOCK_DGRAM); s.bind(('0.0.0.0', 7091)); print('ok', flush=True)\n"
-                                   "while True:\n  d, a = s.recvfrom(2048); s.sendto(d, a)"],
+def kernel_udp_echo(tb, port: int) -> subprocess.Popen:
+    """A UDP echo on a kernel socket in the dut, once it is bound."""
+    prog = ("import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+            f"s.bind(('0.0.0.0', {port})); print('ok', flush=True)\n"
+            "while True:\n  d, a = s.recvfrom(2048); s.sendto(d, a)")
+    kecho = tb.track(tb.dut.popen(["python3", "-c", prog],
                                   stdout=subprocess.PIPE, text=True))
     assert procs.readline(kecho.stdout, 10).strip() == "ok"
+    return kecho
+
+
+def test_kernel_services_keep_working_beside_a_stack(attached_bed):
+    tb, _ = attached_bed
+    kecho = kernel_udp_echo(tb, 7091)
     p = launch(tb, "--udp", "7090")
     wait_running(tb, p)
     assert echoes(tb, 7090, n=20) == 20 and echoes(tb, 7091, n=20) == 20

@@ -20,6 +20,7 @@ so a slow drift of the machine cancels); 1.0 means the isolation is free, the ta
 """
 from __future__ import annotations
 
+import contextlib
 import statistics
 import tempfile
 import time
@@ -60,8 +61,10 @@ def _rx_full(tb: Testbed, mode: str, frame: bytes, seconds: float) -> dict:
 def _tx(tb: Testbed, mode: str, seconds: float) -> dict:
     """xsk-tx on the mode's TX path; a queue the last round's socket still holds is retried."""
     dut, peer = tb.dut, tb.peer
-    with netlink.netns(dut.ns), raw_port(tb, PORT_RAW, "xsk-tx") as (_, inner):
-        dev = inner if mode == "isolated" else dut.ifname
+    # direct: a socket on the dut veth itself, which needs no stack, claim or port
+    port = raw_port(tb, PORT_RAW, "xsk-tx") if mode == "isolated" else contextlib.nullcontext((None, None))
+    with netlink.netns(dut.ns), port as (_, inner):
+        dev = inner or dut.ifname
         argv = ["taskset", "-c", str(SINK_CPU), venv_bin("xsk-tx"), "--dev", dev, "--src-mac", dut.mac,
                 "--dst-mac", RAW_DST_MAC, "--src", f"{dut.addr4}:{PORT_RAW}", "--dst", f"{peer.addr4}:9",
                 "--frame", str(TX_FRAME), "--duration", f"{seconds:g}"]
